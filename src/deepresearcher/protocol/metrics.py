@@ -88,3 +88,57 @@ def paper_reward(response: str, golds: str | Sequence[str]) -> float:
     if answer is None:
         return -1.0
     return f1_score(answer, golds)
+
+
+# Other metric families ----------------------------------------------------------------------------
+# Reported next to the paper's so results compare with papers that use them. They differ from the
+# paper's on purpose (see shared NOTES): SQuAD deletes punctuation and articles and counts tokens as
+# a multiset; cover-EM (FlashRAG, Search-R1) is a substring test on SQuAD-normalized strings.
+
+_PUNCT_DELETE = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD's normalization: lowercase, punctuation deleted, articles removed, whitespace collapsed."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT_DELETE)).split())
+
+
+def squad_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """SQuAD EM: 1.0 if the SQuAD-normalized prediction equals any normalized alias."""
+    pred = squad_normalize(prediction)
+    return float(any(pred == squad_normalize(g) for g in split_golds(golds)))
+
+
+def _squad_f1_single(prediction: str, gold: str) -> float:
+    from collections import Counter
+
+    pred = squad_normalize(prediction).split()
+    ref = squad_normalize(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(pred)
+    recall = common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(prediction: str, golds: str | Sequence[str]) -> float:
+    """SQuAD word F1 (tokens as a multiset), maximised over the gold aliases."""
+    return max((_squad_f1_single(prediction, g) for g in split_golds(golds)), default=0.0)
+
+
+def cover_exact_match(prediction: str, golds: str | Sequence[str]) -> float:
+    """Cover-EM as FlashRAG and Search-R1 compute it: 1.0 if any SQuAD-normalized alias is a
+    substring of the normalized prediction. A raw substring: gold "1" covers "1999"."""
+    pred = squad_normalize(prediction)
+    return float(any((g := squad_normalize(gold)) and g in pred for gold in split_golds(golds)))
+
+
+def cover_exact_match_tokens(prediction: str, golds: str | Sequence[str]) -> float:
+    """Cover-EM on token boundaries: 1.0 if any normalized alias appears as a run of whole tokens
+    of the normalized prediction (gold "1" does not cover "1999", it covers "in 1 year")."""
+    pred = f" {squad_normalize(prediction)} "
+    return float(any((g := squad_normalize(gold)) and f" {g} " in pred for gold in split_golds(golds)))
