@@ -177,3 +177,19 @@ def test_sniff_content_type() -> None:
     assert sniff_content_type(_read("article.html")) == "text/html"
     assert sniff_content_type(_read("plain.txt"), "application/octet-stream") == "text/plain"
     assert sniff_content_type(_read("junk.bin"), "text/html") == "application/octet-stream"
+
+
+def test_huge_html_takes_the_resiliparse_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepresearcher.tools.extract as extract_module
+
+    def no_trafilatura(*args: object, **kwargs: object) -> str:
+        raise AssertionError("trafilatura must not run above the fast-path threshold")
+
+    html = (FIXTURES / "article.html").read_bytes()
+    monkeypatch.setattr(extract_module.trafilatura, "extract", no_trafilatura)
+    page = extract(html, content_type="text/html", url="u", fast_path_chars=1000)
+    assert page.content_type == "text/html"
+    assert "Ray Lake" in page.text and page.title
+    # Below the threshold trafilatura runs (and here, fails loudly).
+    with pytest.raises(AssertionError):
+        extract(html, content_type="text/html", url="u", fast_path_chars=10_000_000)
