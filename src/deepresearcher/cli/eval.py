@@ -1,0 +1,307 @@
+"""``deepresearcher eval``: evaluate a model on a question set (resumable), re-score rollouts,
+compare two runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepresearcher.agent.build import DEFAULT_MODEL
+
+eval_app = typer.Typer(
+    help="Evaluate an agent: the paper's protocol (F1, EM, MBE judge) and more, resumable.",
+    invoke_without_command=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).stem if "/" in text else text).strip("-")
+
+
+def _judge(model: str | None, base_url: str | None, temperature: float, key_env: str,
+           cache: Any, concurrency: int) -> Any:
+    if model is None:
+        return None
+    from deepresearcher.errors import ConfigError
+    from deepresearcher.eval.judge import Judge
+
+    if base_url is None:
+        raise ConfigError("--judge-model needs --judge-base-url",
+                          hint="e.g. --judge-base-url https://api.openai.com/v1 "
+                          "(the key comes from $OPENAI_API_KEY, see --judge-api-key-env)")
+    return Judge(model, base_url, temperature=temperature, api_key_env=key_env, cache=cache,
+                 concurrency=concurrency)
+
+
+@eval_app.callback()
+def run(
+    ctx: typer.Context,
+    data: str | None = typer.Option(None, "--data", "-d",
+                                    help="paper-test, paper-dev, a file (.parquet, .jsonl, .json, "
+                                    ".csv) or hf:REPO[:CONFIG]:SPLIT."),
+    data_source: str | None = typer.Option(None, "--data-source",
+                                           help="data_source for files that do not name one."),
+    sources: str | None = typer.Option(None, "--sources",
+                                       help="Only these data sources, e.g. nq,hotpotqa."),
+    limit: int | None = typer.Option(None, "--limit", min=1,
+                                     help="At most this many questions (round-robin over sources)."),
+    paper_sample: bool = typer.Option(False, "--paper-sample",
+                                      help="Sample 512 questions per source (all of Bamboogle), "
+                                      "seeded, as the paper built its test set."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
+                              help="Model name or local path, or the served name."),
+    base_url: str | None = typer.Option(None, "--base-url",
+                                        help="OpenAI-compatible server (…/v1); without it the "
+                                        "model runs locally with transformers."),
+    api: str = typer.Option("auto", "--api", help="auto, completions or chat."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env",
+                                    help="Environment variable holding the policy server's key."),
+    profile: str = typer.Option("deepresearcher-7b", "--profile",
+                                help="Prompt profile: deepresearcher-7b or native-tools."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer name or path."),
+    search: str = typer.Option("local", "--search", help="Search backend."),
+    index: Path | None = typer.Option(None, "--index", help="Local search index directory."),
+    world: Path | None = typer.Option(None, "--world", help="A world directory."),
+    cache: Path | None = typer.Option(None, "--cache",
+                                      help="SQLite cache for search results and judge verdicts "
+                                      "(default: OUT/cache.sqlite)."),
+    cache_mode: str = typer.Option("read-write", "--cache-mode", help="read-write, replay or off."),
+    max_turns: int = typer.Option(10, "--max-turns", min=1),
+    max_tokens: int = typer.Option(2000, "--max-tokens", min=1, help="Tokens per turn."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0,
+                                      help="Sampling temperature (0 = greedy; the original "
+                                      "sampled at 1.0)."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, subsampling and bootstrap."),
+    samples: int = typer.Option(1, "--samples", "-k", min=1,
+                                help="Episodes per question (avg@k and pass@k)."),
+    date: str | None = typer.Option(None, "--date",
+                                    help="Date in the system prompt (default: today, kept on "
+                                    "resume)."),
+    context_window: int | None = typer.Option(None, "--context-window", min=1),
+    device: str = typer.Option("cpu", "--device", help="Device for a local model."),
+    concurrency: int = typer.Option(32, "--concurrency", "-c", min=1,
+                                    help="Episodes in flight at once."),
+    judge_model: str | None = typer.Option(None, "--judge-model",
+                                           help="LLM judge for MBE (e.g. gpt-4o-mini)."),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+    judge_temperature: float = typer.Option(0.0, "--judge-temperature", min=0.0,
+                                            help="Judge temperature (the paper used 0.7)."),
+    judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env"),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Run directory (default runs/eval/MODEL-DATA); the same "
+                                    "command resumes it."),
+    retry_errors: bool = typer.Option(False, "--retry-errors",
+                                      help="Re-run episodes that ended in status error."),
+    record_tokens: bool = typer.Option(False, "--record-tokens",
+                                       help="Keep token ids and log-probs in trajectories."),
+) -> None:
+    """Evaluate a model: one research episode per question, every metric, a report. Resumable."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if data is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    from deepresearcher.agent.build import ToolSettings, build_policy, build_toolbox
+    from deepresearcher.agent.config import AgentConfig
+    from deepresearcher.cli.common import quiet_hf
+    from deepresearcher.eval import session
+    from deepresearcher.eval.runner import EvalRunner
+    from deepresearcher.tools.cache import CachedSearch, ToolCache
+
+    selection = session.Selection(
+        data=data, data_source=data_source,
+        sources=tuple(s.strip() for s in (sources or "").split(",") if s.strip()),
+        limit=limit, paper_sample=paper_sample, seed=seed,
+    )
+    dataset, records = session.select_questions(selection)
+    out = out or Path("runs/eval") / f"{_slug(model)}-{_slug(data)}"
+    config = AgentConfig(profile=profile, max_turns=max_turns, max_tokens_per_turn=max_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed,
+                         date=date or session.saved_date(out), context_window=context_window,
+                         record_tokens=record_tokens)
+    tool_cache = ToolCache(cache or out / session.CACHE_FILE, mode=cache_mode)
+    toolbox = build_toolbox(ToolSettings(search=search, index=index, world=world))
+    if cache_mode != "off":
+        toolbox.search_backend = CachedSearch(toolbox.search_backend, tool_cache)
+    judge = _judge(judge_model, judge_base_url, judge_temperature, judge_api_key_env, tool_cache,
+                   concurrency)
+    tools = session.ToolsInfo(
+        search=search, reader=type(toolbox.reader).__name__, cache_mode=cache_mode,
+        index=str(index.resolve()) if index else None,
+        world=str(world.resolve()) if world else None,
+    )
+    model_info = {"name": model, "base_url": base_url, "api": api, "profile": profile,
+                  "tokenizer": tokenizer}
+    card = session.build_card(selection=selection, data=dataset, records=records, model=model_info,
+                              config=config, samples=samples, tools=tools, judge=judge)
+    console = Console(stderr=True, highlight=False)
+    store = session.open_run(out, card, records)
+    done_before = len(store.load(repair=True))
+    quiet_hf()
+    with console.status("loading the model…"):
+        policy = build_policy(model, base_url=base_url, api=api,  # type: ignore[arg-type]
+                              profile=profile, tokenizer=tokenizer, context_window=context_window,
+                              device=device, api_key_env=api_key_env)
+    runner = EvalRunner(policy, toolbox, config, judge=judge, samples=samples,
+                        concurrency=concurrency)
+    total = len(records) * samples
+    console.print(f"[bold]eval[/] {len(records)} questions × {samples} → {out} "
+                  f"({done_before} episodes already done)")
+
+    async def go() -> Any:
+        try:
+            if base_url is not None:
+                await policy.list_models()  # fail fast (with a hint) if the server is down
+            with _Progress(console, total, done_before) as progress:
+                return await session.run_session(out, card, records, runner,
+                                                 retry_errors=retry_errors,
+                                                 on_result=progress.update)
+        finally:
+            for closer in (getattr(policy, "aclose", None), getattr(judge, "aclose", None)):
+                if closer is not None:
+                    await closer()
+
+    summary = asyncio.run(go())
+    scores = session.finish(out, card, records, samples, paper=session.is_paper_test(dataset),
+                            seed=seed)
+    console.print(f"ran {summary.ran} episodes in {summary.seconds:.1f} s")
+    _print_scores(Console(highlight=False), scores)
+    console.print(f"report: {out / 'report.md'}")
+
+
+class _Progress:
+    """A rich progress bar with ETA and the running means of F1, EM (and MBE when judged)."""
+
+    def __init__(self, console: Console, total: int, done: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[scores]}"),
+            console=console, transient=False,
+        )
+        self.task = self.progress.add_task("eval", total=total, completed=done, scores="")
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, result: dict[str, Any]) -> None:
+        self.n += 1
+        for name in ("f1", "em", "mbe"):
+            if name in result["scores"]:
+                self.sums[name] = self.sums.get(name, 0.0) + result["scores"][name]
+        shown = " ".join(f"{k.upper()} {100 * v / self.n:.1f}" for k, v in self.sums.items())
+        self.progress.update(self.task, advance=1, scores=shown)
+
+
+def _print_scores(console: Console, scores: dict[str, Any]) -> None:
+    table = Table(title="scores (%)")
+    for col in ("source", "n", "F1", "EM", "MBE", "cover-EM"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    rows = [*scores["by_source"].items()]
+    if scores.get("overall"):
+        rows.append(("all", scores["overall"]))
+    for source, block in rows:
+        m = block["metrics"]
+        table.add_row(source, str(block["questions"]),
+                      *(f"{100 * m[k]['mean']:.1f}" if k in m else "–"
+                        for k in ("f1", "em", "mbe", "cover_em")))
+    console.print(table)
+
+
+@eval_app.command("score")
+def score(
+    rollouts: Path = typer.Argument(..., help="Trajectory JSONL, results JSONL, or the original's "
+                                    "rollout_step_N.json."),
+    data: str | None = typer.Option(None, "--data", "-d",
+                                    help="The question set the rollouts came from (needed for the "
+                                    "original's format; else optional)."),
+    data_source: str | None = typer.Option(None, "--data-source"),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for scores.json and report.md."),
+    judge_model: str | None = typer.Option(None, "--judge-model"),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+    judge_temperature: float = typer.Option(0.0, "--judge-temperature", min=0.0),
+    judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env"),
+    cache: Path | None = typer.Option(None, "--cache", help="Judge verdict cache "
+                                      "(default: OUT/cache.sqlite)."),
+    cache_mode: str = typer.Option("read-write", "--cache-mode"),
+    concurrency: int = typer.Option(16, "--concurrency", "-c", min=1),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Score existing rollouts on every metric (the judge is optional)."""
+    from deepresearcher.eval import rescore
+    from deepresearcher.tools.cache import ToolCache
+
+    out.mkdir(parents=True, exist_ok=True)
+    tool_cache = ToolCache(cache or out / "cache.sqlite", mode=cache_mode)
+    judge = _judge(judge_model, judge_base_url, judge_temperature, judge_api_key_env, tool_cache,
+                   concurrency)
+    scores = rescore.rescore(rollouts, out, data=data, data_source=data_source, judge=judge,
+                             seed=seed)
+    _print_scores(Console(highlight=False), scores)
+    Console(stderr=True).print(f"report: {out / 'report.md'}")
+
+
+@eval_app.command("compare")
+def compare(
+    run_a: Path = typer.Argument(..., help="A run directory."),
+    run_b: Path = typer.Argument(..., help="Another run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Two runs side by side (metrics per source) with every protocol difference flagged."""
+    from deepresearcher.eval.compare import compare_runs
+
+    result = compare_runs(run_a, run_b)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console(highlight=False)
+    table = Table(title=f"A = {run_a}   B = {run_b}   (%)")
+    table.add_column("source")
+    for col in ("n A", "n B", "F1 A", "F1 B", "ΔF1", "EM A", "EM B", "MBE A", "MBE B"):
+        table.add_column(col, justify="right")
+    for row in result["sources"]:
+        delta = row.get("f1_delta")
+        table.add_row(row["source"], *(_fmt(row.get(k)) for k in ("n_a", "n_b", "f1_a", "f1_b")),
+                      "–" if delta is None else f"{100 * delta:+.1f}",
+                      *(_fmt(row.get(k)) for k in ("em_a", "em_b", "mbe_a", "mbe_b")))
+    console.print(table)
+    diffs = result["protocol_differences"]
+    if not diffs:
+        console.print("protocols: identical")
+    for d in diffs:
+        console.print(f"[bold yellow]protocol differs[/] {d['field']}: A={json.dumps(d['a'])} "
+                      f"B={json.dumps(d['b'])}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{100 * value:.1f}"
+    return str(value)
