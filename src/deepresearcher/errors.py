@@ -65,3 +65,19 @@ class ContextOverflowError(PolicyError):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, kind="context_overflow", hint=hint)
+
+
+# The kinds of FetchError the fetchers raise, for docs and for callers that branch on them.
+FETCH_ERROR_KINDS = (
+    "blocked", "timeout", "too_large", "too_many_redirects", "http_status", "unsupported_type",
+    "unsupported", "extract_failed", "network", "not_found", "error",
+)
+
+
+class ReaderError(DeepResearcherError):
+    """The LLM reader could not read a page. ``kind``: auth, unreachable, timeout, http_error,
+    bad_response, ..."""
+
+    def __init__(self, message: str, *, kind: str = "error", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind

@@ -220,7 +220,10 @@ def test_single_flight_survives_a_cancelled_leader(tmp_path: Path) -> None:
 
     async def main() -> SearchResult:
         leader = asyncio.create_task(cached.search("q"))
-        await asyncio.sleep(0.01)
+        # Wait until the leader is inside its upstream call: its cache lookup runs in a thread,
+        # so a fixed sleep is a race on a loaded machine.
+        while upstream.calls == 0:
+            await asyncio.sleep(0.001)
         follower = asyncio.create_task(cached.search("q"))
         await asyncio.sleep(0.01)
         leader.cancel()

@@ -601,9 +601,13 @@ def test_open_web_search_and_the_agent_toolbox(monkeypatch: pytest.MonkeyPatch) 
         open_web_search("bing")
     from deepresearcher.agent.build import ToolSettings, build_toolbox
 
-    with pytest.raises(ConfigError) as info:
-        build_toolbox(ToolSettings(search="brave"))
-    assert "web fetcher" in str(info.value)
+    from deepresearcher.tools.web_fetch import WebFetcher
+
+    toolbox = build_toolbox(ToolSettings(search="brave"))
+    assert isinstance(toolbox.search_backend, BraveSearch)
+    assert isinstance(toolbox.fetcher, WebFetcher)
+    with pytest.raises(ConfigError):
+        build_toolbox(ToolSettings(search="brave,local"))
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

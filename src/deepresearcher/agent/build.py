@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from deepresearcher.agent.toolbox import Toolbox
 from deepresearcher.errors import ConfigError
 
+if TYPE_CHECKING:
+    from deepresearcher.tools.cache import ToolCache
+
 SEARCH_BACKENDS = ("local",)
+READERS = ("extractive", "llm")
 DEFAULT_MODEL = "GAIR/DeepResearcher-7b"
 
 
 @dataclass(frozen=True)
 class ToolSettings:
-    """Where the tools look: a local index, local pages, or a world directory holding both."""
+    """What the tools are: a local index, local pages or a world directory (``search="local"``), or
+    a web search provider (``serper``, ``tavily``, ``brave``, ``searxng``, ``ddgs``, or a fallback
+    chain ``"serper,searxng"``) browsed with the web fetcher; the shared cache; the reader.
+
+    Secrets are never settings: API keys come from the environment variables named here.
+    """
 
     search: str = "local"
     index: Path | None = None
@@ -24,6 +35,44 @@ class ToolSettings:
     k: int = 10
     chunk_chars: int = 8000
     concurrency: int = 16
+    # web search
+    endpoint: str | None = None
+    region: str | None = None
+    language: str | None = None
+    # the shared tool cache (search results, pages, reader outputs); None: no cache
+    cache: Path | None = None
+    cache_mode: str = "read-write"
+    # the web fetcher
+    allow_hosts: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
+    allow_private: bool = False
+    max_page_bytes: int = 8 * 1024 * 1024
+    fetch_timeout_s: float = 30.0
+    max_redirects: int = 5
+    per_domain: int = 4
+    # the reader
+    reader: str = "extractive"
+    reader_model: str | None = None
+    reader_base_url: str | None = None
+    reader_api_key_env: str = "OPENAI_API_KEY"
+    reader_max_chunks: int = 4
+    # the cost estimate: {"search": {provider: usd_per_1k}, "reader": {model: {prompt, completion}}}
+    prices: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> ToolSettings:
+        """Settings from any object (a recipe's tools section, a pydantic model) or mapping,
+        taking the attributes named like the fields here and ignoring the rest."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(config, Mapping):
+            values = {n: config[n] for n in names if n in config}
+        else:
+            values = {n: getattr(config, n) for n in names if hasattr(config, n)}
+        values.update(overrides)
+        for name in ("allow_hosts", "allow_networks"):
+            if name in values and values[name] is not None:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 def resolve_world(settings: ToolSettings) -> tuple[Path | None, Path | None]:
@@ -45,23 +94,101 @@ def resolve_world(settings: ToolSettings) -> tuple[Path | None, Path | None]:
     return index, pages
 
 
-def build_toolbox(settings: ToolSettings) -> Toolbox:
-    """A toolbox for the named search backend, the local fetcher and the extractive reader."""
+def web_providers(search: str) -> list[str]:
+    """The web providers named by ``search`` (``[]`` for ``local``); a mix is a ConfigError."""
     from deepresearcher.tools.web_search import WEB_SEARCH_PROVIDERS
 
-    if any(name.strip() in WEB_SEARCH_PROVIDERS for name in settings.search.split(",")):
-        # A web search hit is an http(s) URL, and browsing one needs the web fetcher.
+    names = [name.strip() for name in search.split(",") if name.strip()]
+    web = [name for name in names if name in WEB_SEARCH_PROVIDERS]
+    unknown = [name for name in names if name not in WEB_SEARCH_PROVIDERS + SEARCH_BACKENDS]
+    if unknown or not names or (web and len(web) != len(names)):
         raise ConfigError(
-            f"the agent cannot browse web search results yet ({settings.search!r}): browsing "
-            "the web needs the web fetcher, which is coming",
-            hint="use --search local with --index or --world for now; "
-            f"`deepresearcher search QUERY --search {settings.search}` works already",
+            f"unknown search backend {search!r}",
+            hint=f"choose local, or web providers ({', '.join(WEB_SEARCH_PROVIDERS)}), "
+            "or a chain of web providers like serper,searxng",
         )
-    if settings.search not in SEARCH_BACKENDS:
+    return web
+
+
+def build_cache(settings: ToolSettings) -> ToolCache | None:
+    """The shared tool cache the settings name, or None."""
+    if settings.cache is None or settings.cache_mode == "off":
+        return None
+    from deepresearcher.tools.cache import ToolCache
+
+    return ToolCache(settings.cache, mode=settings.cache_mode)
+
+
+def build_search(settings: ToolSettings, cache: ToolCache | None) -> Any:
+    """The web search backend (a fallback chain for several names), behind the cache if any."""
+    from deepresearcher.tools.cache import CachedSearch
+    from deepresearcher.tools.web_search import FallbackSearch, open_web_search
+
+    names = web_providers(settings.search)
+    options: dict[str, Any] = {}
+    if settings.region:
+        options["region"] = settings.region
+    if settings.language:
+        options["language"] = settings.language
+    if len(names) > 1 and settings.endpoint:
+        raise ConfigError("--endpoint names one provider's API; a chain takes *_ENDPOINT variables")
+    backends = [open_web_search(name, endpoint=settings.endpoint, **(
+        options if name != "ddgs" else {})) for name in names]
+    search: Any = backends[0] if len(backends) == 1 else FallbackSearch(backends)
+    return CachedSearch(search, cache) if cache is not None else search
+
+
+def build_fetcher(settings: ToolSettings, cache: ToolCache | None) -> Any:
+    """The web fetcher with the settings' guard, limits and cache."""
+    from deepresearcher.tools.netguard import AddressGuard
+    from deepresearcher.tools.web_fetch import WebFetcher
+
+    try:
+        guard = AddressGuard.build(allow_private=settings.allow_private,
+                                   allow_hosts=settings.allow_hosts,
+                                   allow_networks=settings.allow_networks)
+    except ValueError as exc:
+        raise ConfigError(f"bad allow_networks entry: {exc}",
+                          hint="use CIDR blocks like 10.0.0.0/8 or ::1/128") from exc
+    return WebFetcher(guard=guard, max_bytes=settings.max_page_bytes,
+                      total_timeout_s=settings.fetch_timeout_s,
+                      max_redirects=settings.max_redirects, per_domain=settings.per_domain,
+                      chunk_chars=settings.chunk_chars, cache=cache)
+
+
+def build_reader(settings: ToolSettings, cache: ToolCache | None = None) -> Any:
+    """The extractive reader (free, the default) or the LLM reader."""
+    if settings.reader not in READERS:
+        raise ConfigError(f"unknown reader {settings.reader!r}",
+                          hint=f"choose one of: {', '.join(READERS)}")
+    if settings.reader == "extractive":
+        from deepresearcher.tools.reader import ExtractiveReader
+
+        return ExtractiveReader()
+    if not settings.reader_base_url or not settings.reader_model:
         raise ConfigError(
-            f"unknown search backend {settings.search!r}",
-            hint=f"choose one of: {', '.join(SEARCH_BACKENDS)}",
+            "the LLM reader needs a model and an OpenAI-compatible base URL",
+            hint="pass --reader-model NAME --reader-base-url URL (the key comes from "
+            f"${settings.reader_api_key_env})",
         )
+    from deepresearcher.tools.llm_reader import LLMReader
+
+    return LLMReader(settings.reader_base_url, settings.reader_model,
+                     api_key_env=settings.reader_api_key_env,
+                     max_chunks_per_url=settings.reader_max_chunks, cache=cache)
+
+
+def build_toolbox(settings: ToolSettings) -> Toolbox:
+    """A toolbox: local search with the local fetcher, or a web provider with the web fetcher;
+    the reader the settings name; the shared cache when a path is given."""
+    from deepresearcher.tools.usage import PriceTable
+
+    prices = PriceTable.from_mapping(settings.prices)
+    if web_providers(settings.search):
+        cache = build_cache(settings)
+        return Toolbox(build_search(settings, cache), build_fetcher(settings, cache),
+                       build_reader(settings, cache), k=settings.k,
+                       concurrency=settings.concurrency, prices=prices)
     index, pages = resolve_world(settings)
     if index is None:
         raise ConfigError(
@@ -71,15 +198,15 @@ def build_toolbox(settings: ToolSettings) -> Toolbox:
         )
     from deepresearcher.tools.fetch import LocalFetcher
     from deepresearcher.tools.local_search import LocalSearch
-    from deepresearcher.tools.reader import ExtractiveReader
 
+    cache = build_cache(settings)
     search = LocalSearch.open(Path(index))
     # A bare corpus (no pages folder) names its passages local://corpus/<id>; a world's pages are
     # local://wiki/<slug>.
     site = "wiki" if pages is not None else "corpus"
     fetcher = LocalFetcher(pages, index=search, site=site, chunk_chars=settings.chunk_chars)
-    return Toolbox(search, fetcher, ExtractiveReader(), k=settings.k,
-                   concurrency=settings.concurrency)
+    return Toolbox(search, fetcher, build_reader(settings, cache), k=settings.k,
+                   concurrency=settings.concurrency, prices=prices)
 
 
 def build_policy(

@@ -158,6 +158,9 @@ class _Episode:
             self._score()
         if self.config.record_tokens:
             t.tokens = self._tokens()
+        episode_cost = getattr(self.agent.toolbox, "episode_cost", None)
+        if episode_cost is not None:
+            t.cost = episode_cost(self.memory)
         t.seconds = round(time.perf_counter() - started, 4)
         await self.emit("end", len(t.turns), status=t.status, answer=t.answer, error=t.error,
                         sources=t.sources)

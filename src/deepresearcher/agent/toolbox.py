@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from deepresearcher.agent.trajectory import Cost
 from deepresearcher.errors import DeepResearcherError
 from deepresearcher.tools.base import Fetcher, Reader, SearchBackend
+from deepresearcher.tools.usage import PriceTable, ToolUsage, counting, record
 from deepresearcher.types import BrowseMemory, BrowseResult, Document, SearchResult
 
 REFUSED = "not_in_latest_search"
@@ -33,6 +37,9 @@ class Toolbox:
     """Search and browse over pluggable backends. Stateless: episode state lives in ``BrowseMemory``.
 
     ``concurrency`` bounds the tool operations in flight across all episodes sharing this toolbox.
+    ``usage`` counts what the tools spent over the toolbox's life (searches upstream and cached,
+    pages, bytes, reader tokens); :meth:`episode_cost` gives one episode's share, priced with
+    ``prices``.
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class Toolbox:
         k: int = 10,
         concurrency: int = 16,
         max_urls: int = 10,
+        prices: PriceTable | None = None,
     ) -> None:
         self.search_backend = search
         self.fetcher = fetcher
@@ -53,6 +61,38 @@ class Toolbox:
         self.concurrency = concurrency
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._slots_sem: asyncio.Semaphore | None = None
+        self.prices = prices or PriceTable.defaults()
+        self.usage = ToolUsage()
+        # Per-episode counters, keyed by the episode's memory object and dropped with it.
+        self._episodes: dict[int, ToolUsage] = {}
+
+    def episode_usage(self, memory: BrowseMemory) -> ToolUsage:
+        """What the tools spent for the episode that owns ``memory`` (zeros before any call)."""
+        key = id(memory)
+        usage = self._episodes.get(key)
+        if usage is None:
+            usage = self._episodes[key] = ToolUsage()
+            weakref.finalize(memory, self._episodes.pop, key, None)
+        return usage
+
+    def cost(self, usage: ToolUsage) -> Cost:
+        """``usage`` with its estimated price (see :class:`~deepresearcher.tools.usage.PriceTable`)."""
+        search = getattr(self.search_backend, "name", None)
+        model = getattr(self.reader, "model", None)
+        usd = self.prices.estimate(usage, search=search, reader_model=model)
+        return Cost.from_usage(usage.as_dict(), usd)
+
+    def episode_cost(self, memory: BrowseMemory) -> Cost:
+        """The episode's tool usage and estimated cost, for its trajectory."""
+        return self.cost(self.episode_usage(memory))
+
+    async def aclose(self) -> None:
+        """Close the connection pools of the search backend, fetcher and reader."""
+        for part in (self.search_backend, getattr(self.search_backend, "backend", None),
+                     self.fetcher, self.reader):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
 
     @property
     def _slots(self) -> asyncio.Semaphore:
@@ -71,10 +111,12 @@ class Toolbox:
 
         async def one(query: str) -> SearchResult:
             async with self._slots:
+                record(search_queries=1)
                 return await self.search_backend.search(query, k=self.k)
 
         try:
-            results = list(await asyncio.gather(*(one(q) for q in queries)))
+            with counting(self.usage, self.episode_usage(memory)):
+                results = list(await asyncio.gather(*(one(q) for q in queries)))
         except DeepResearcherError as exc:
             return SearchOutcome([], error=f"{type(exc).__name__}: {exc}",
                                  seconds=time.perf_counter() - started)
@@ -91,15 +133,23 @@ class Toolbox:
             return BrowseOutcome([], error="browse before any search",
                                  seconds=time.perf_counter() - started)
         unique = list(dict.fromkeys(urls))[: self.max_urls]
-        outcome = BrowseOutcome([])
 
         async def fetch(url: str) -> Document | DeepResearcherError:
             try:
                 async with self._slots:
-                    return await self.fetcher.fetch(url)
+                    document = await self.fetcher.fetch(url)
+                record(pages=1)
+                return document
             except DeepResearcherError as exc:
                 return exc
 
+        with counting(self.usage, self.episode_usage(memory)):
+            return await self._browse(unique, question, memory, fetch, started)
+
+    async def _browse(self, unique: list[str], question: str, memory: BrowseMemory,
+                      fetch: Callable[[str], Awaitable[Document | DeepResearcherError]],
+                      started: float) -> BrowseOutcome:
+        outcome = BrowseOutcome([])
         allowed = [u for u in unique if u in memory.allowed_urls]
         fetched = dict(zip(allowed, await asyncio.gather(*(fetch(u) for u in allowed)), strict=True))
         # Pages are fetched concurrently, but read in the order asked: the reader updates the

@@ -89,6 +89,32 @@ class Usage(BaseModel):
     pages_read: int = 0
 
 
+class Cost(BaseModel):
+    """What the tools spent in an episode (or a run), and its estimated price in USD.
+
+    Added after schema version 1 shipped, as an optional field: files without it still load.
+    """
+
+    search_queries: int = 0
+    search_upstream: int = 0
+    search_cached: int = 0
+    pages: int = 0
+    pages_fetched: int = 0
+    pages_cached: int = 0
+    fetch_bytes: int = 0
+    reader_calls: int = 0
+    reader_upstream: int = 0
+    reader_cached: int = 0
+    reader_prompt_tokens: int = 0
+    reader_completion_tokens: int = 0
+    usd: float = 0.0
+
+    @classmethod
+    def from_usage(cls, counts: dict[str, int], usd: float) -> Cost:
+        known = {k: v for k, v in counts.items() if k in cls.model_fields}
+        return cls(**known, usd=usd)
+
+
 class Tokens(BaseModel):
     """The whole episode as token ids, with the training loss mask (1 = trained on)."""
 
@@ -119,6 +145,7 @@ class Trajectory(BaseModel):
     reward: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
+    cost: Cost | None = None
     tokens: Tokens | None = None
     started_at: str | None = None
     seconds: float = 0.0

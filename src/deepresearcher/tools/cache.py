@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar
 
 from deepresearcher.errors import ConfigError, SearchError
 from deepresearcher.tools.base import SearchBackend
+from deepresearcher.tools.usage import record
 from deepresearcher.types import SearchHit, SearchResult
 
 __all__ = [
@@ -524,6 +525,7 @@ class CachedSearch:
         )
         if hit:
             self.hits += 1
+            record(search_cached=1)
         return result
 
     def cache_stats(self) -> tuple[int, int]:

@@ -118,7 +118,8 @@ class WebFetcher:
         """The document at ``url``, chunked. Raises :class:`FetchError`."""
         self.guard.check_url(url)  # scheme and literal addresses: refused even from the cache
         page, cached = await self._page(url)
-        record(pages=1, pages_cached=int(cached))
+        if cached:
+            record(pages_cached=1)
         return Document(url=url, title=page.title,
                         chunks=tuple(chunk_text(page.text, self.chunk_chars)),
                         content_type=page.content_type)
