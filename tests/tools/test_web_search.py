@@ -600,7 +600,6 @@ def test_open_web_search_and_the_agent_toolbox(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError):
         open_web_search("bing")
     from deepresearcher.agent.build import ToolSettings, build_toolbox
-
     from deepresearcher.tools.web_fetch import WebFetcher
 
     toolbox = build_toolbox(ToolSettings(search="brave"))
