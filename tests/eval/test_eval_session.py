@@ -46,6 +46,11 @@ def test_run_directory_card_report_and_refusal(tmp_path, questions_file, tiny_to
     assert f1["mean"] == 1.0 and f1["pass@2"] == 1.0 and f1["ci95"] == [1.0, 1.0]
     assert "F1 pass@2" in (out / "report.md").read_text()
     assert (out / "scores.png").stat().st_size > 1000
+    # The run's trajectory file re-scores to the same numbers.
+    from deepresearcher.eval.rescore import rescore
+
+    again = rescore(out / "trajectories.jsonl", tmp_path / "rescored", data=str(questions_file))
+    assert again["overall"]["metrics"] == scores["overall"]["metrics"]
     # No secrets and no absolute surprises in the card: a URL loses its credentials.
     changed = session.build_card(
         selection=session.Selection(data=str(questions_file)),
