@@ -37,7 +37,32 @@ def ask(
                                 help="Prompt profile: deepresearcher-7b or native-tools."),
     tokenizer: str | None = typer.Option(None, "--tokenizer",
                                          help="Tokenizer name or path (default: the model's)."),
-    search: str = typer.Option("local", "--search", help="Search backend."),
+    search: str = typer.Option("local", "--search",
+                               help="local, a web provider (serper, tavily, brave, searxng, "
+                               "ddgs) or a fallback chain like serper,searxng."),
+    endpoint: str | None = typer.Option(None, "--endpoint",
+                                        help="The web search provider's API base URL."),
+    cache: Path | None = typer.Option(None, "--cache",
+                                      help="Shared tool cache (SQLite): searches, pages, "
+                                      "reader outputs."),
+    cache_mode: str = typer.Option("read-write", "--cache-mode",
+                                   help="read-write, replay (fail closed on a miss) or off."),
+    reader: str = typer.Option("extractive", "--reader", help="extractive (free) or llm."),
+    reader_model: str | None = typer.Option(None, "--reader-model",
+                                            help="The LLM reader's model name."),
+    reader_base_url: str | None = typer.Option(None, "--reader-base-url",
+                                               help="The LLM reader's OpenAI-compatible API."),
+    reader_key_env: str = typer.Option("OPENAI_API_KEY", "--reader-key-env",
+                                       help="Environment variable holding the reader's key."),
+    allow_host: list[str] = typer.Option([], "--allow-host",
+                                         help="Host the fetch guard lets through even if "
+                                         "private (repeatable)."),
+    allow_private: bool = typer.Option(False, "--allow-private",
+                                       help="Let the fetcher reach private and loopback "
+                                       "addresses."),
+    prices: Path | None = typer.Option(None, "--prices",
+                                       help="YAML price table for the cost estimate "
+                                       "(see docs/cost.md)."),
     index: Path | None = typer.Option(None, "--index", help="Local search index directory."),
     world: Path | None = typer.Option(None, "--world",
                                       help="A world directory (its index and pages)."),
@@ -58,7 +83,15 @@ def ask(
 
     config = AgentConfig(profile=profile, max_turns=max_turns, max_tokens_per_turn=max_tokens,
                          temperature=temperature, date=date, context_window=context_window)
-    toolbox = build_toolbox(ToolSettings(search=search, index=index, world=world))
+    from deepresearcher.tools.usage import load_prices
+
+    toolbox = build_toolbox(ToolSettings(
+        search=search, index=index, world=world, endpoint=endpoint, cache=cache,
+        cache_mode=cache_mode, reader=reader, reader_model=reader_model,
+        reader_base_url=reader_base_url, reader_api_key_env=reader_key_env,
+        allow_hosts=tuple(allow_host), allow_private=allow_private,
+        prices=load_prices(prices) if prices is not None else None,
+    ))
     console = Console(stderr=as_json, highlight=False)
     quiet_hf()
     with console.status("loading the model…"):
@@ -76,6 +109,7 @@ def ask(
             closer = getattr(policy, "aclose", None)
             if closer is not None:
                 await closer()
+            await toolbox.aclose()
 
     trajectory = asyncio.run(run())
     if as_json:
@@ -163,6 +197,20 @@ class LiveView:
         subtitle = (f"{len(trajectory.turns)} turns · {usage.search_calls} searches · "
                     f"{usage.pages_read} pages · {trajectory.seconds:.1f}s")
         self.console.print(Panel(body, title="answer", subtitle=subtitle, expand=False))
+        if trajectory.cost is not None:
+            self.console.print(Text(cost_line(trajectory.cost), style="dim"))
+
+
+def cost_line(cost: Any) -> str:
+    """One line of what the tools spent: searches, pages, reader tokens, estimated USD."""
+    parts = [f"search {cost.search_upstream} upstream / {cost.search_cached} cached",
+             f"pages {cost.pages_fetched} fetched / {cost.pages_cached} cached "
+             f"({cost.fetch_bytes / 1024:,.0f} KiB)"]
+    if cost.reader_calls:
+        parts.append(f"reader {cost.reader_upstream} calls / {cost.reader_cached} cached, "
+                     f"{cost.reader_prompt_tokens:,} + {cost.reader_completion_tokens:,} tokens")
+    parts.append(f"≈ ${cost.usd:.4f}")
+    return "cost: " + " · ".join(parts)
 
 
 def _clip(text: str, limit: int) -> str:

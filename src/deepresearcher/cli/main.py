@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "deepresearcher.cli.sft",
     "deepresearcher.cli.quickstart",
     "deepresearcher.cli.cache",
+    "deepresearcher.cli.browse",
     "deepresearcher.cli.eval",
 )
 

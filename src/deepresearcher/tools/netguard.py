@@ -29,8 +29,9 @@ METADATA_ADDRESSES = frozenset(
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _ALLOW_HINT = (
-    "the browse tool only reaches public http(s) hosts; to allow others, configure the fetcher's "
-    "allow-list (allow_hosts / allow_networks, or allow_private=True)"
+    "the browse tool only reaches public http(s) hosts; to allow others, use the allow-list "
+    "(--allow-host / --allow-network / --allow-private, or allow_hosts / allow_networks / "
+    "allow_private in settings)"
 )
 
 

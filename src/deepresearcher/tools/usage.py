@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -149,6 +150,21 @@ class PriceTable:
             + usage.reader_completion_tokens * completion / 1e6,
             6,
         )
+
+
+def load_prices(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A price table from a YAML file (the shape :meth:`PriceTable.from_mapping` takes)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the price table {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a price table is a mapping with search: and reader:")
+    PriceTable.from_mapping(data)  # validate now, not at the end of a run
+    return data
 
 
 USAGE_FIELDS = tuple(f.name for f in fields(ToolUsage))
