@@ -118,7 +118,7 @@ def run(
     from deepresearcher.cli.common import quiet_hf
     from deepresearcher.eval import session
     from deepresearcher.eval.runner import EvalRunner
-    from deepresearcher.tools.cache import CachedSearch, ToolCache
+    from deepresearcher.tools.cache import ToolCache
 
     selection = session.Selection(
         data=data, data_source=data_source,
@@ -131,10 +131,11 @@ def run(
                          temperature=temperature, top_p=top_p, seed=seed,
                          date=date or session.saved_date(out), context_window=context_window,
                          record_tokens=record_tokens)
-    tool_cache = ToolCache(cache or out / session.CACHE_FILE, mode=cache_mode)
-    toolbox = build_toolbox(ToolSettings(search=search, index=index, world=world))
-    if cache_mode != "off":
-        toolbox.search_backend = CachedSearch(toolbox.search_backend, tool_cache)
+    cache_path = cache or out / session.CACHE_FILE
+    tool_cache = ToolCache(cache_path, mode=cache_mode)  # judge verdicts; the tools open their own
+    toolbox = build_toolbox(ToolSettings(search=search, index=index, world=world,
+                                         cache=cache_path if cache_mode != "off" else None,
+                                         cache_mode=cache_mode))
     judge = _judge(judge_model, judge_base_url, judge_temperature, judge_api_key_env, tool_cache,
                    concurrency)
     tools = session.ToolsInfo(
