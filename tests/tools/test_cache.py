@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,7 @@ def test_cached_search_round_trip(tmp_path: Path) -> None:
     assert isinstance(cached, SearchBackend)
     assert cached.name == "fake"
     first = asyncio.run(cached.search("alpha", k=5))
+    cached.cache.flush()  # committed (the writer thread would within 50 ms)
     # a fresh instance (as another process would) reads the same row back exactly
     cached2 = CachedSearch(upstream, ToolCache(tmp_path / "c.sqlite"))
     second = asyncio.run(cached2.search("alpha", k=5))
@@ -98,7 +102,10 @@ def test_get_put_and_wal(tmp_path: Path) -> None:
     assert cache.get("extracts", {"url": "u"}) is None  # namespaces are separate
     conn = sqlite3.connect(tmp_path / "c.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cache.stats().stored_hits == {"pages": 1}  # hit counts are batched; stats commits them
     assert conn.execute("SELECT hits FROM cache").fetchone()[0] == 1
+    with pytest.raises(TypeError):
+        cache.put("pages", {"url": "v"}, {"not json": object()})  # raised to the caller
 
 
 def test_ttl_expiry(tmp_path: Path) -> None:
@@ -220,8 +227,8 @@ def test_single_flight_survives_a_cancelled_leader(tmp_path: Path) -> None:
 
     async def main() -> SearchResult:
         leader = asyncio.create_task(cached.search("q"))
-        # Wait until the leader is inside its upstream call: its cache lookup runs in a thread,
-        # so a fixed sleep is a race on a loaded machine.
+        # Wait until the leader is inside its upstream call: a fixed sleep is a race on a
+        # loaded machine.
         while upstream.calls == 0:
             await asyncio.sleep(0.001)
         follower = asyncio.create_task(cached.search("q"))
@@ -296,3 +303,132 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         for line in p.read_text().splitlines()
     ]
     assert strip(out) == strip(out2)
+
+
+def _rows_in_file(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def _misses(cached: CachedSearch, n: int) -> None:
+    await asyncio.gather(*(cached.search(f"query {i}", k=2) for i in range(n)))
+
+
+def test_queued_stores_are_served_and_committed_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    upstream = FakeUpstream()
+    cached = CachedSearch(upstream, ToolCache(path))
+
+    async def main() -> None:
+        await _misses(cached, 50)
+        await _misses(cached, 50)  # queued or committed, this process serves them
+
+    asyncio.run(main())
+    assert upstream.calls == 50
+    assert cached.cache_stats() == (50, 100)
+    # nobody flushes: the writer thread commits on its own, where another connection sees it
+    for _ in range(500):
+        if _rows_in_file(path) == 50:
+            break
+        time.sleep(0.01)
+    assert _rows_in_file(path) == 50
+
+
+@pytest.mark.parametrize("then", ["stats", "export", "close", "prune"])
+def test_stats_export_close_prune_see_every_queued_store(tmp_path: Path, then: str) -> None:
+    path = tmp_path / "c.sqlite"
+    cache = ToolCache(path)
+    cached = CachedSearch(FakeUpstream(), cache)
+    asyncio.run(_misses(cached, 300))
+    asyncio.run(_misses(cached, 10))  # 10 hits, counted in memory
+    if then == "stats":
+        stats = cache.stats()
+        assert stats.rows == {"search": 300}
+        assert stats.stored_hits == {"search": 10}
+    elif then == "export":
+        assert cache.export_jsonl(tmp_path / "rows.jsonl") == 300
+        hits = [json.loads(line)["hits"] for line in (tmp_path / "rows.jsonl").open()]
+        assert sum(hits) == 10
+    elif then == "close":
+        cache.close()
+        assert ToolCache(path).stats().stored_hits == {"search": 10}
+    else:
+        assert cache.prune(older_than_s=-1) == 300  # sees (and deletes) every queued row
+    if then != "prune":
+        assert _rows_in_file(path) == 300
+
+
+_EXITING_WORKER = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from deepresearcher.tools.cache import CachedSearch, ToolCache
+    from deepresearcher.types import SearchResult
+
+    class Upstream:
+        name = "fake"
+        async def search(self, query, *, k=10):
+            return SearchResult(query=query, hits=())
+
+    path, how = sys.argv[1], sys.argv[2]
+    cache = ToolCache(path)
+    for i in range(20):
+        cache.put("verdicts", {"i": i}, {"ok": i})  # committed on return
+    cached = CachedSearch(Upstream(), cache)
+
+    async def main():
+        await asyncio.gather(*(cached.search(f"q{i}") for i in range(500)))
+
+    asyncio.run(main())
+    print("done", flush=True)
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_process_that_exits_commits_its_queue(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITING_WORKER, str(path), "exit"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ToolCache(path).stats().rows == {"search": 500, "verdicts": 20}
+
+
+def test_a_killed_process_keeps_every_put(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITING_WORKER, str(path), "kill"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.stdout.strip() == "done" and done.returncode == -signal.SIGKILL, done.stderr
+    # what put() returned from is never lost (searches of the last commit window may be)
+    assert ToolCache(path).stats().rows["verdicts"] == 20
+
+
+def _child_counts_one_hit(path: str) -> None:
+    cache = ToolCache(path)
+    assert cache.get("pages", {"u": 1}) == "x"
+    cache.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_commit_its_parents_queue(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "c.sqlite"
+    cache = ToolCache(path)
+    cache.put("pages", {"u": 1}, "x")
+    for _ in range(3):
+        assert cache.get("pages", {"u": 1}) == "x"  # 3 hits queued in the parent
+    child = multiprocessing.get_context("fork").Process(
+        target=_child_counts_one_hit, args=(str(path),)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert cache.stats().stored_hits == {"pages": 4}  # the parent's 3 + the child's 1, once

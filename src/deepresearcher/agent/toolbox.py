@@ -116,7 +116,13 @@ class Toolbox:
 
         try:
             with counting(self.usage, self.episode_usage(memory)):
-                results = list(await asyncio.gather(*(one(q) for q in queries)))
+                if len(queries) == 1:
+                    # Awaited in this task: a task per query would queue its start and its end
+                    # behind every other ready task, which at hundreds in flight is most of the
+                    # tool layer's latency.
+                    results = [await one(queries[0])]
+                else:
+                    results = list(await asyncio.gather(*(one(q) for q in queries)))
         except DeepResearcherError as exc:
             return SearchOutcome([], error=f"{type(exc).__name__}: {exc}",
                                  seconds=time.perf_counter() - started)

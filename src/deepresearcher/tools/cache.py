@@ -12,17 +12,24 @@ Modes:
   nothing is written, so a run can be re-executed exactly after the web moves on.
 - ``off``: no reads, no writes; the database file is never opened.
 
-Concurrency: each process opens its own connection (reopened after a fork); transactions are
-short; ``database is locked`` is retried with backoff on top of SQLite's ``busy_timeout``. Within
-one process, concurrent identical requests share one upstream call (single flight, per event loop);
-an upstream error reaches every waiter and is not cached.
+Concurrency: the hot path takes no thread hop. A lookup is one indexed ``SELECT`` on this
+process's read connection, run inline (WAL readers never wait for writers); stores and hit
+counters queue in memory, where this process's lookups already see them, and one writer thread
+per cache commits everything queued in one short transaction. ``put()``, ``flush()``, ``close()``,
+``stats()``, ``prune()`` and the exports commit the queue first, and so does interpreter exit.
+Each process opens its own connections (dropped after a fork); ``database is locked`` is retried
+with backoff on top of SQLite's ``busy_timeout``. Within one process, concurrent identical requests
+share one upstream call (single flight, per event loop); an upstream error reaches every waiter
+and is not cached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -56,6 +63,8 @@ _MODES: tuple[str, ...] = ("read-write", "replay", "off")
 DEFAULT_SEARCH_TTL_S = 7 * 24 * 3600
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
@@ -116,6 +125,302 @@ class CacheStats:
         return self.hits / self.requests if self.requests else 0.0
 
 
+# A row this process stored and the writer has not committed yet: (params, value, created_at).
+# Lookups serve it from memory, so a request repeated before the commit is still a hit. Encoding
+# it as JSON is the writer's work, off the event loop.
+_Row = tuple[Mapping[str, Any], Any, float]
+
+# The writer thread commits this long after the first store it is woken for: the stores of a burst
+# go in one transaction, and its work lands after the burst instead of competing with it for the
+# GIL. It is also the most a killed process can lose (see ToolCache.flush()).
+_COMMIT_WINDOW_S = 0.05
+_WRITER_IDLE_S = 1.0  # an idle writer thread exits after this long; the next store starts another
+_WRITER_RETRY_S = 1.0  # after a failed commit the writer waits this long; the rows stay queued
+
+
+# Multi-row statements: one sqlite3 call per chunk, not per row. Each call releases the GIL once
+# (executemany releases and retakes it per row, and under load every retake waits for the event
+# loop thread to give it up).
+_CHUNK = 200  # rows per statement: 200 × 5 parameters, under SQLite's oldest limit of 999
+_INSERT_ROWS = (
+    "INSERT OR REPLACE INTO cache (namespace, key, params, value, created_at, hits) VALUES {}",
+    "(?, ?, ?, ?, ?, 0)",
+)
+_ADD_HITS = (
+    "WITH added (ns, k, n) AS (VALUES {}) UPDATE cache SET hits = hits + "
+    "(SELECT n FROM added WHERE ns = cache.namespace AND k = cache.key) "
+    "WHERE (namespace, key) IN (SELECT ns, k FROM added)",
+    "(?, ?, ?)",
+)
+
+
+def _execute_rows(
+    conn: sqlite3.Connection, statement: tuple[str, str], rows: list[tuple[Any, ...]]
+) -> None:
+    template, placeholder = statement
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        sql = template.format(", ".join([placeholder] * len(chunk)))
+        conn.execute(sql, [value for row in chunk for value in row])
+
+
+def _retry(op: Callable[[], T], attempts: int = 20) -> T:
+    delay = 0.01
+    for attempt in range(attempts):
+        try:
+            return op()
+        except sqlite3.OperationalError as e:
+            msg = str(e).lower()
+            if ("locked" not in msg and "busy" not in msg) or attempt == attempts - 1:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, write: bool) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class _CacheFile:
+    """One cache file as this process uses it: a read connection, a write connection, and the
+    queue of stores and hit counts its writer thread commits. Every :class:`ToolCache` of a path
+    in a process shares one, so what one instance stored the others serve at once."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh connections, queue and locks (a forked child must not use its parent's)."""
+        self.pid = os.getpid()
+        self._read_conn: sqlite3.Connection | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()  # the read connection, used from any thread
+        self.write_lock = threading.RLock()  # the write connection; held across a commit
+        self._queue_lock = threading.Lock()  # _rows, _hit_counts, _writer
+        self._rows: dict[tuple[str, str], _Row] = {}
+        self._hit_counts: dict[tuple[str, str], int] = {}
+        self._writer: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(self.path),
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,  # autocommit; transactions are explicit and short
+            check_same_thread=False,  # guarded by _read_lock / write_lock
+        )
+
+        def setup() -> None:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+
+        _retry(setup)
+        return conn
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in one read transaction; it never waits for a writer (WAL)."""
+
+        def op() -> T:
+            with self._read_lock:
+                if self._read_conn is None:
+                    self._read_conn = self._open()
+                with _transaction(self._read_conn, write=False) as conn:
+                    return fn(conn)
+
+        return _retry(op)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in one write transaction, after committing what is queued."""
+        with self.write_lock:
+            self.flush()
+
+            def op() -> T:
+                if self._write_conn is None:
+                    self._write_conn = self._open()
+                with _transaction(self._write_conn, write=True) as conn:
+                    return fn(conn)
+
+            return _retry(op)
+
+    def row(self, namespace: str, key: str) -> tuple[str, float] | None:
+        """(value as JSON text, created_at), queued or committed; None when absent."""
+        queued = self._rows.get((namespace, key))  # a dict read is atomic; no lock needed
+        if queued is not None:
+            return json.dumps(queued[1]), queued[2]  # a copy: the caller may change what it gets
+
+        def op() -> tuple[str, float] | None:
+            with self._read_lock:
+                if self._read_conn is None:
+                    self._read_conn = self._open()
+                return self._read_conn.execute(
+                    "SELECT value, created_at FROM cache WHERE namespace=? AND key=?",
+                    (namespace, key),
+                ).fetchone()
+
+        return _retry(op)
+
+    def queue(self, row: tuple[tuple[str, str], _Row] | None, hit: tuple[str, str] | None) -> None:
+        """Queue a store (which wakes the writer) or a hit count (which waits for a store)."""
+        with self._queue_lock:
+            if row is not None:
+                self._rows[row[0]] = row[1]
+            if hit is not None:
+                self._hit_counts[hit] = self._hit_counts.get(hit, 0) + 1
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=_write_behind,
+                    args=(weakref.ref(self), self._wake),
+                    name=f"tool-cache-writer {self.path.name}",
+                    daemon=True,  # interpreter exit commits every cache file first (atexit)
+                )
+                self._writer.start()
+        if row is not None:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Commit every queued store and hit count in one transaction; returns rows written."""
+        with self.write_lock:  # a commit by the writer thread finishes first
+            with self._queue_lock:
+                rows = list(self._rows.items())
+                hits, self._hit_counts = self._hit_counts, {}
+            if not rows and not hits:
+                return 0
+            inserts = []
+            for (ns, key), (params, value, created_at) in rows:
+                try:
+                    text = json.dumps(value, ensure_ascii=False)
+                except (TypeError, ValueError):  # an encode() bug; put() checks before queueing
+                    log.error("tool cache %s: %s/%s is not JSON; not stored", self.path, ns, key)
+                    continue
+                inserts.append((ns, key, _canonical(params), text, created_at))
+            updates = [(ns, key, n) for (ns, key), n in hits.items()]
+
+            def op() -> None:
+                if self._write_conn is None:
+                    self._write_conn = self._open()
+                with _transaction(self._write_conn, write=True) as conn:
+                    _execute_rows(conn, _INSERT_ROWS, inserts)
+                    _execute_rows(conn, _ADD_HITS, updates)
+
+            try:
+                _retry(op)
+            except BaseException:
+                with self._queue_lock:  # keep the counts for the next try
+                    for k, n in hits.items():
+                        self._hit_counts[k] = self._hit_counts.get(k, 0) + n
+                raise
+            with self._queue_lock:
+                for k, queued in rows:
+                    if self._rows.get(k) is queued:  # not stored again meanwhile
+                        del self._rows[k]
+            return len(rows)
+
+    def close(self) -> None:
+        self.flush()
+        with self.write_lock:
+            if self._write_conn is not None:
+                self._write_conn.close()
+            self._write_conn = None
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+            self._read_conn = None
+
+    def integrity_check(self) -> str:
+        self.flush()
+        with self._read_lock:
+            if self._read_conn is None:
+                self._read_conn = self._open()
+            return str(self._read_conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _write_behind(ref: weakref.ref[_CacheFile], wake: threading.Event) -> None:
+    """The writer thread of one cache file: one transaction for whatever is queued at each wake.
+
+    A store wakes it and it commits ``_COMMIT_WINDOW_S`` later; hit counts alone wait for the next
+    store or ``_WRITER_IDLE_S``. It exits after that long with nothing queued (the next store starts
+    another)."""
+    while True:
+        woken = wake.wait(_WRITER_IDLE_S)
+        if woken:
+            time.sleep(_COMMIT_WINDOW_S)
+        wake.clear()  # before the commit: a store queued during it wakes the next round
+        if not _write_round(ref, woken):
+            return
+
+
+def _write_round(ref: weakref.ref[_CacheFile], woken: bool) -> bool:
+    """One round of the writer thread; False when it should exit. The strong reference lives only
+    here, so an unused cache file can be collected while its writer waits."""
+    file = ref()
+    if file is None:
+        return False
+    with file._queue_lock:
+        if not (file._rows or file._hit_counts):
+            if woken:
+                return True  # someone's flush() committed it already
+            file._writer = None
+            return False
+    try:
+        file.flush()
+    except Exception:  # the rows stay queued; flush(), stats(), close() raise it to their caller
+        log.warning("tool cache %s: commit failed; retrying", file.path, exc_info=True)
+        time.sleep(_WRITER_RETRY_S)
+    return True
+
+
+# This process's cache files by absolute path: shared by its ToolCache instances, committed at
+# interpreter exit, reset in a forked child.
+_FILES: weakref.WeakValueDictionary[str, _CacheFile] = weakref.WeakValueDictionary()
+_FILES_LOCK = threading.Lock()
+
+
+def _cache_file(path: Path, busy_timeout_ms: int) -> _CacheFile:
+    # The first instance's busy timeout holds for the file's connections in this process.
+    with _FILES_LOCK:
+        name = str(path.absolute())
+        file = _FILES.get(name)
+        if file is None:
+            file = _FILES[name] = _CacheFile(path, busy_timeout_ms)
+        return file
+
+
+def _flush_at_exit() -> None:
+    for file in list(_FILES.values()):
+        if file.pid == os.getpid():
+            try:
+                file.flush()
+            except Exception:
+                log.error("tool cache %s: queued rows lost at exit", file.path, exc_info=True)
+
+
+def _forget_parent() -> None:
+    # The parent commits its own queue; the child must not write it twice (hit counts would
+    # double), nor use the parent's connections, locks or writer thread.
+    global _FILES_LOCK
+    _FILES_LOCK = threading.Lock()
+    for file in list(_FILES.values()):
+        file.reset()
+
+
+atexit.register(_flush_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent)
+
+
 class ToolCache:
     """A SQLite (WAL) cache of tool results, safe for many processes on one machine.
 
@@ -144,75 +449,28 @@ class ToolCache:
         self.clock = clock
         self.hits = 0
         self.upstream_calls = 0
-        self._conn: sqlite3.Connection | None = None
-        self._pid: int | None = None
-        self._lock = threading.RLock()
         self._inflight: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
+        # never opened when off
+        self._file = None if mode == "off" else _cache_file(self.path, busy_timeout_ms)
 
-    # -- connection -------------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Commit every queued store and hit count of this file in one transaction; returns rows
+        written.
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.mode == "off":
-            raise RuntimeError("the cache is off; it never opens its database")
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        # a fresh process (or a forked child): never reuse the parent's connection
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path),
-            timeout=self.busy_timeout_ms / 1000,
-            isolation_level=None,  # autocommit; transactions are explicit and short
-            check_same_thread=False,  # guarded by self._lock
-        )
-        self._retry(lambda: self._setup(conn))
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _setup(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(_SCHEMA)
-
-    @staticmethod
-    def _retry(op: Callable[[], T], attempts: int = 20) -> T:
-        delay = 0.01
-        for attempt in range(attempts):
-            try:
-                return op()
-            except sqlite3.OperationalError as e:
-                msg = str(e).lower()
-                if ("locked" not in msg and "busy" not in msg) or attempt == attempts - 1:
-                    raise
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 1.0)
-        raise AssertionError("unreachable")
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _run(self, write: bool, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def op() -> T:
-            with self._lock, self._transaction(write) as conn:
-                return fn(conn)
-
-        return self._retry(op)
+        On return, everything queued before the call is in the database (another process sees it).
+        The writer thread does this for stores within ``_COMMIT_WINDOW_S``; ``put()``, ``stats()``,
+        ``prune()``, the exports, ``close()`` and interpreter exit do it first. A process killed
+        outright (SIGKILL, power loss) loses the answers of its last window: never a ``put()``
+        that returned, and at worst an upstream call made again later.
+        """
+        return 0 if self._file is None else self._file.flush()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Commit what is queued and close the connections (a later call reopens them)."""
+        if self._file is not None:
+            self._file.close()
 
     # -- reads and writes -------------------------------------------------------------------------
 
@@ -222,37 +480,23 @@ class ToolCache:
 
     def _lookup(self, namespace: str, key: str) -> tuple[bool, Any]:
         """(found, value); expired rows count as missing except in replay mode."""
-        if self.mode == "off":
+        if self._file is None:
             return False, None
-
-        def fn(conn: sqlite3.Connection) -> tuple[bool, Any]:
-            row = conn.execute(
-                "SELECT value, created_at FROM cache WHERE namespace=? AND key=?", (namespace, key)
-            ).fetchone()
-            if row is None:
-                return False, None
-            if self.mode != "replay" and self._expired(namespace, row[1], self.clock()):
-                return False, None
-            conn.execute(
-                "UPDATE cache SET hits = hits + 1 WHERE namespace=? AND key=?", (namespace, key)
-            )
-            return True, json.loads(row[0])
-
-        return self._run(True, fn)
+        row = self._file.row(namespace, key)
+        if row is None:
+            return False, None
+        if self.mode != "replay" and self._expired(namespace, row[1], self.clock()):
+            return False, None
+        self._file.queue(None, (namespace, key))
+        return True, json.loads(row[0])
 
     def _store(self, namespace: str, key: str, params: Mapping[str, Any], value: Any) -> None:
-        if self.mode != "read-write":
+        """Queue a row (read-write mode only); this process's lookups see it at once.
+
+        ``value`` must not change afterwards: the writer encodes it later."""
+        if self.mode != "read-write" or self._file is None:
             return
-        text = json.dumps(value, ensure_ascii=False)
-        now = self.clock()
-        self._run(
-            True,
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO cache (namespace, key, params, value, created_at, hits) "
-                "VALUES (?, ?, ?, ?, ?, 0)",
-                (namespace, key, _canonical(params), text, now),
-            ),
-        )
+        self._file.queue(((namespace, key), (dict(params), value, self.clock())), None)
 
     def get(self, namespace: str, params: Mapping[str, Any]) -> Any | None:
         """The cached JSON value for ``params``, or ``None`` on a miss (or when off).
@@ -266,8 +510,15 @@ class ToolCache:
         return value if found else None
 
     def put(self, namespace: str, params: Mapping[str, Any], value: Any) -> None:
-        """Store a JSON-serializable value (read-write mode only; a no-op otherwise)."""
+        """Store a JSON-serializable value (read-write mode only; a no-op otherwise).
+
+        Committed on return: another process sees it, and a crash after this cannot lose it.
+        """
+        if self.mode != "read-write":
+            return
+        json.dumps(value)  # not JSON: raise here, to the caller, not in the writer
         self._store(namespace, make_key(params), params, value)
+        self.flush()
 
     async def get_or_call(
         self,
@@ -281,7 +532,10 @@ class ToolCache:
         """The cached answer, or ``call()``'s (stored), with single flight per event loop.
 
         Concurrent identical requests in one event loop share one lookup and one upstream call;
-        an upstream error is raised to every waiter and nothing is cached.
+        an upstream error is raised to every waiter and nothing is cached. The answer is stored
+        write-behind: this process serves it from then on, and the writer thread commits it about
+        ``_COMMIT_WINDOW_S`` (50 ms) later (see :meth:`flush`); ``encode``'s result is encoded as
+        JSON then, so nothing may change it meanwhile.
         """
         value, _ = await self.get_or_call_hit(namespace, params, call, encode=encode, decode=decode)
         return value
@@ -317,8 +571,11 @@ class ToolCache:
 
         fut = loop.create_future()
         inflight[(namespace, key)] = fut
+        fresh = False
         try:
-            found, value = await asyncio.to_thread(self._lookup, namespace, key)
+            # Inline, not in a thread: one indexed read of a local file costs less than the
+            # hand-off to a thread and back, which under load was most of a request's overhead.
+            found, value = self._lookup(namespace, key)
             hit = found
             if found:
                 self.hits += 1
@@ -326,8 +583,10 @@ class ToolCache:
                 raise CacheMissError(namespace, key, params)
             else:
                 self.upstream_calls += 1
-                value = encode(await call())
-                await asyncio.to_thread(self._store, namespace, key, params, value)
+                answer = await call()
+                value = encode(answer)
+                self._store(namespace, key, params, value)
+                fresh = True
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -339,16 +598,20 @@ class ToolCache:
             fut.set_result(value)
         finally:
             inflight.pop((namespace, key), None)
-        return decode(value), hit
+        # The leader keeps what upstream returned (waiters and hits decode their own copy).
+        return (answer if fresh else decode(value)), hit
 
     # -- maintenance ------------------------------------------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Rows and stored hits per namespace, expired rows, file size, and this instance's counts."""
+        """Rows and stored hits per namespace, expired rows, file size, and this instance's counts.
+
+        Commits what this process has queued first, so the numbers include it."""
         rows: dict[str, int] = {}
         stored: dict[str, int] = {}
         expired = 0
-        if self.mode != "off" and self.path.exists():
+        self.flush()
+        if self._file is not None and self.path.exists():
             now = self.clock()
 
             def fn(conn: sqlite3.Connection) -> int:
@@ -365,14 +628,14 @@ class ToolCache:
                         ).fetchone()[0]
                 return n
 
-            expired = self._run(False, fn)
+            expired = self._file.read(fn)
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return CacheStats(rows, stored, expired, size, self.hits, self.upstream_calls)
 
     def prune(self, older_than_s: float | None = None) -> int:
         """Delete expired rows (per-namespace TTL), or, given ``older_than_s``, every row older
         than that in any namespace. Returns the number of rows deleted."""
-        if self.mode == "off":
+        if self._file is None:
             return 0
         now = self.clock()
 
@@ -389,14 +652,15 @@ class ToolCache:
                     ).rowcount
             return n
 
-        return self._run(True, fn)
+        return self._file.write(fn)
 
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
-        """Write every row as one JSON object per line; returns the number of rows."""
-        if self.mode == "off":
+        """Write every row (queued ones committed first) as one JSON object per line; returns the
+        number of rows."""
+        if self._file is None:
             raise ConfigError("the cache is off; there is nothing to export")
-        rows = self._run(
-            False,
+        self.flush()
+        rows = self._file.read(
             lambda conn: conn.execute(
                 "SELECT namespace, key, params, value, created_at, hits FROM cache "
                 "ORDER BY namespace, key"
@@ -420,7 +684,7 @@ class ToolCache:
 
         Imports regardless of mode (except ``off``), so a replay cache can be seeded.
         """
-        if self.mode == "off":
+        if self._file is None:
             raise ConfigError("the cache is off; it cannot import")
         records = []
         with open(path, encoding="utf-8") as f:
@@ -447,12 +711,13 @@ class ToolCache:
             )
             return conn.total_changes - before
 
-        return self._run(True, fn)
+        return self._file.write(fn)
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
-        with self._lock:
-            return str(self._connect().execute("PRAGMA integrity_check").fetchone()[0])
+        if self._file is None:
+            raise ConfigError("the cache is off; it has no database to check")
+        return self._file.integrity_check()
 
 
 # -- search ---------------------------------------------------------------------------------------
