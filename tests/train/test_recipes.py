@@ -82,3 +82,26 @@ def test_the_step_must_split_into_micro_batches():
     assert ok.steps_per_generation == ok.gradient_accumulation_steps  # one update per rollout
     with pytest.raises(ConfigError, match="micro-batches"):
         trl_config(load_recipe("quickstart-cpu", ["grpo.per_device_batch=7"]))
+
+
+def test_paper_recipe_uses_the_web_with_a_shared_cache():
+    r = load_recipe("deepresearcher-7b-paper")
+    assert r.tools.search == "serper" and r.tools.reader == "llm"
+    assert r.tools.cache is not None and r.tools.cache_mode == "read-write"
+    offline = load_recipe("deepresearcher-7b-paper",
+                          ["tools.search=local", "tools.index=idx", "tools.reader=extractive"])
+    assert offline.tools.search == "local" and offline.tools.index.name == "idx"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["tools.search=bing"], "unknown search backend"),
+        (["tools.search=local", "tools.reader=extractive"], "tools.world"),
+        (["tools.reader_model=null"], "tools.reader=llm needs"),
+        (["tools.cache_mode=sometimes"], "tools.cache_mode"),
+    ],
+)
+def test_bad_tool_settings_fail_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe("deepresearcher-7b-paper", overrides)

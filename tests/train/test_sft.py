@@ -108,6 +108,36 @@ def test_trainer_labels_are_masked_exactly_on_prompt_and_observations(
         assert all(labels[i] == -100 for i in range(n_prompt))
 
 
+def test_loss_on_selected_positions_equals_trls_full_logits_loss(
+    trajectories, tiny_model_dir, tmp_path
+):
+    """Our loss projects only the trained positions onto the vocabulary; its value and gradient
+    equal TRL's full-logits loss on the same batch of the trainer's own collator."""
+    import torch
+
+    trainer, _ = build_sft_trainer(trajectories, tiny_model_dir, tmp_path / "out",
+                                   max_length=None, max_steps=1)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    model = trainer.model
+    model.train()
+    n = int((batch["labels"][:, 1:] != -100).sum())
+
+    def loss_and_grad(compute):
+        model.zero_grad()
+        loss = compute(model, dict(batch), num_items_in_batch=torch.tensor(n))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    ours, ours_grad = loss_and_grad(trainer.compute_loss)
+    base = type(trainer).__mro__[1]
+    theirs, theirs_grad = loss_and_grad(lambda *a, **k: base.compute_loss(trainer, *a, **k))
+    assert type(trainer).__name__ == "SelectedLogitsSFTTrainer"
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)
+    assert len(ours_grad) == len(theirs_grad)
+    for a, b in zip(ours_grad, theirs_grad, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_a_short_run_lowers_the_loss_and_saves_a_loadable_model(
     trajectories, tiny_model_dir, tmp_path
 ):

@@ -56,6 +56,9 @@ class ToolSettings:
     reader_base_url: str | None = None
     reader_api_key_env: str = "OPENAI_API_KEY"
     reader_max_chunks: int = 4
+    # the extractive reader: most chunks read in one browse of a URL, characters per extract
+    extract_max_chunks: int = 8
+    extract_chars: int = 1200
     # the cost estimate: {"search": {provider: usd_per_1k}, "reader": {model: {prompt, completion}}}
     prices: Mapping[str, Any] | None = None
 
@@ -164,7 +167,8 @@ def build_reader(settings: ToolSettings, cache: ToolCache | None = None) -> Any:
     if settings.reader == "extractive":
         from deepresearcher.tools.reader import ExtractiveReader
 
-        return ExtractiveReader()
+        return ExtractiveReader(max_extract_chars=settings.extract_chars,
+                                max_chunks_per_url=settings.extract_max_chunks)
     if not settings.reader_base_url or not settings.reader_model:
         raise ConfigError(
             "the LLM reader needs a model and an OpenAI-compatible base URL",

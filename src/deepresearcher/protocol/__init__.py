@@ -13,7 +13,7 @@ from deepresearcher.protocol.base import (
     ToolCall,
 )
 
-PROFILES = ("deepresearcher-7b", "native-tools")
+PROFILES = ("deepresearcher-7b", "native-tools", "compact")
 
 
 def get_profile(name: str, settings: ProfileSettings) -> PromptProfile:
@@ -26,6 +26,10 @@ def get_profile(name: str, settings: ProfileSettings) -> PromptProfile:
         from deepresearcher.protocol.native import NativeToolsProfile
 
         return NativeToolsProfile(settings)
+    if name == "compact":
+        from deepresearcher.protocol.compact import CompactProfile
+
+        return CompactProfile(settings)
     raise ConfigError(f"unknown prompt profile {name!r}", hint=f"choose one of: {', '.join(PROFILES)}")
 
 

@@ -66,6 +66,14 @@ KEYWORDS: dict[str, tuple[str, str]] = {
 
 MAX_BROWSES_PER_PAGE = 3  # re-reading a page returns only new extracts; give up on it after this
 
+# How the expert words its turns: ``varied`` reads like a careful human researcher (several phrasings,
+# focused queries); ``terse`` is written for tiny models trained from scratch: one short fixed
+# sentence a turn, the question itself as the first query, and results named by their rank, so a
+# small transformer only has to copy spans (the question, a URL, a value) to imitate it.
+EXPERT_STYLES = ("varied", "terse")
+_RANKS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+          "tenth")
+
 
 @dataclass(frozen=True)
 class ExpertCase:
@@ -345,7 +353,11 @@ class ExpertPolicy:
         seed: int = 0,
         max_turns: int = 10,
         context_window: int = 32768,
+        style: str = "varied",
     ) -> None:
+        if style not in EXPERT_STYLES:
+            raise ValueError(f"unknown expert style {style!r}; choose one of {EXPERT_STYLES}")
+        self.style = style
         self.cases: dict[str, ExpertCase] = {}
         for case in cases:
             self.cases.setdefault(case.question, case)
@@ -447,6 +459,8 @@ class ExpertPolicy:
             title = state.titles.get(case.supporting_urls[page]) or name
             queries = [title] if attempt == 1 else [focused, case.question]
             think = rng.choice(_SEARCH_RETRY).format(name=name)
+        elif page == 0 and self.style == "terse":
+            queries, think = [case.question], "Let me search."
         elif page == 0:
             queries = rng.choice(
                 [[case.question], [focused], [focused, name], [case.question, focused]]
@@ -477,7 +491,10 @@ class ExpertPolicy:
     ) -> str:
         urls = [case.supporting_urls[i] for i in pages]
         names = [self._name(case, i) for i in pages]
-        if again:
+        if self.style == "terse" and not again and len(pages) == 1 and urls[0] in state.latest:
+            rank = state.latest.index(urls[0])
+            think = f"Let me read the {_RANKS[rank] if rank < len(_RANKS) else 'matching'} result."
+        elif again:
             kw = case.keyword(pages[0])
             think = rng.choice(_BROWSE_MORE).format(kw=kw[0] if kw else "answer", name=names[0])
         elif len(pages) > 1:
@@ -491,7 +508,9 @@ class ExpertPolicy:
         answer = case.answers[0]
         n = len(case.supporting_urls)
         names = [self._name(case, i) for i in range(n)]
-        if case.parallel:
+        if self.style == "terse":
+            think = "The page gives the answer."
+        elif case.parallel:
             facts = "; ".join(
                 f"{name}: {value}" for name, value in zip(names, case.evidence, strict=True)
             )
@@ -592,6 +611,7 @@ async def generate_expert_trajectories(
     config: Any | None = None,
     toolbox: Any | None = None,
     on_done: Callable[[Any], None] | None = None,
+    style: str = "varied",
 ) -> ExpertStats:
     """Run the expert on a world split through the real agent loop; write trajectories to ``out``.
 
@@ -601,7 +621,7 @@ async def generate_expert_trajectories(
     an ``AgentConfig`` (default: the paper's 10 turns, tokens recorded). ``toolbox`` defaults to
     the world's own (local search, extractive reader): the environment the agent is trained and
     evaluated in. ``out`` is overwritten; trajectories are appended as they finish, in completion
-    order; ``on_done`` is called with each.
+    order; ``on_done`` is called with each. ``style`` words the turns (``EXPERT_STYLES``).
     """
     from deepresearcher.agent.build import ToolSettings, build_toolbox
     from deepresearcher.agent.config import AgentConfig
@@ -622,7 +642,8 @@ async def generate_expert_trajectories(
     cases = load_cases(path, limit=limit, spread=spread)
     agent_config = config or AgentConfig(temperature=0.0, seed=seed)
     agent_config = agent_config.model_copy(update={"record_tokens": True})
-    policy = ExpertPolicy(cases, tokenizer, seed=seed, max_turns=agent_config.max_turns)
+    policy = ExpertPolicy(cases, tokenizer, seed=seed, max_turns=agent_config.max_turns,
+                          style=style)
     if toolbox is None:
         toolbox = build_toolbox(ToolSettings(world=Path(world_dir)))
     agent = Agent(policy, toolbox, agent_config)

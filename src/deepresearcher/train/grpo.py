@@ -144,9 +144,7 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     reward = get_reward(recipe.grpo.reward)
     t = recipe.tools
-    toolbox = build_toolbox(ToolSettings(search=t.search, index=t.index, pages=t.pages,
-                                         world=t.world, k=t.k, chunk_chars=t.chunk_chars,
-                                         concurrency=t.concurrency))
+    toolbox = build_toolbox(ToolSettings.from_config(t))
     train = load_questions(recipe.data.train, recipe.data.max_train)
     dev = (load_questions(recipe.data.dev, recipe.data.max_dev)
            if recipe.data.dev is not None and recipe.run.eval_every else None)

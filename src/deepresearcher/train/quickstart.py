@@ -60,6 +60,7 @@ class QuickstartSettings:
     question_types: tuple[str, ...] = SINGLE_HOP
     eval_questions: int = 48  # held-out test questions of the same types (fewer if the world has)
     train_questions: int | None = None  # cap on train questions for the expert and GRPO
+    expert_style: str = "terse"  # how the expert words its demonstrations (see train/expert.py)
     # tokenizer and model
     vocab_size: int = 8192
     hidden_size: int = 128
@@ -292,12 +293,7 @@ class Quickstart:
     def toolbox(self) -> Any:
         from deepresearcher.agent.build import ToolSettings, build_toolbox
 
-        t = self.recipe().tools
-        return build_toolbox(
-            ToolSettings(
-                world=self.world_dir, k=t.k, chunk_chars=t.chunk_chars, concurrency=t.concurrency
-            )
-        )
+        return build_toolbox(ToolSettings.from_config(self.recipe().tools, world=self.world_dir))
 
     # stages ----------------------------------------------------------------------------------------
     def _run_world(self) -> dict[str, Any]:
@@ -407,7 +403,8 @@ class Quickstart:
                 "record_tokens": True,
             }
         )
-        policy = ExpertPolicy(cases, tokenizer, seed=s.seed, max_turns=cfg.max_turns)
+        policy = ExpertPolicy(cases, tokenizer, seed=s.seed, max_turns=cfg.max_turns,
+                              style=s.expert_style)
         agent = Agent(policy, self.toolbox(), cfg)
         done = 0
 

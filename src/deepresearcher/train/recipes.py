@@ -20,20 +20,48 @@ class _Strict(BaseModel):
 
 
 class ToolsConfig(_Strict):
-    """Where the agent searches and reads during training."""
+    """Where the agent searches and reads during training: a local index or world, or a web search
+    provider (``serper``, ``tavily``, ``brave``, ``searxng``, ``ddgs``, or a chain like
+    ``serper,searxng``) browsed with the web fetcher. At scale, give every rollout worker the same
+    ``cache`` file: a GRPO group's identical queries then cost one upstream call.
+    API keys are never recipe values: they come from the environment (``SERPER_API_KEY`` ...)."""
 
-    search: Literal["local"] = "local"
+    search: str = "local"
     world: Path | None = Field(default=None, description="A world directory (index + pages).")
     index: Path | None = None
     pages: Path | None = None
     k: int = Field(default=10, ge=1, le=100)
     chunk_chars: int = Field(default=8000, ge=200)
     concurrency: int = Field(default=64, ge=1)
+    endpoint: str | None = Field(default=None, description="The web provider's API URL.")
+    region: str | None = None
+    language: str | None = None
+    cache: Path | None = Field(default=None, description="The shared SQLite tool cache.")
+    cache_mode: Literal["off", "read-write", "replay"] = "read-write"
+    reader: Literal["extractive", "llm"] = "extractive"
+    reader_model: str | None = None
+    reader_base_url: str | None = None
+    reader_api_key_env: str = "OPENAI_API_KEY"
+    reader_max_chunks: int = Field(default=4, ge=1)
+    extract_max_chunks: int = Field(default=8, ge=1, description="Extractive reader: chunks "
+                                    "read per browse of a URL.")
+    extract_chars: int = Field(default=1200, ge=50, description="Extractive reader: "
+                               "characters per extract.")
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_private: bool = False
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> ToolsConfig:
-        if self.world is None and self.index is None:
+        from deepresearcher.agent.build import web_providers
+
+        try:
+            web = web_providers(self.search)
+        except ConfigError as exc:
+            raise ValueError(f"{exc} ({exc.hint})") from None
+        if not web and self.world is None and self.index is None:
             raise ValueError("set tools.world (a world directory) or tools.index")
+        if self.reader == "llm" and not (self.reader_model and self.reader_base_url):
+            raise ValueError("tools.reader=llm needs tools.reader_model and tools.reader_base_url")
         return self
 
 
@@ -170,7 +198,7 @@ def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recip
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    for section, keys in (("tools", ("world", "index", "pages")), ("data", ("train", "dev")),
+    for section, keys in (("tools", ("world", "index", "pages", "cache")), ("data", ("train", "dev")),
                           ("run", ("output_dir",))):
         block = data.get(section)
         if isinstance(block, dict):

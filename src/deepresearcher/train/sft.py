@@ -289,7 +289,7 @@ def build_sft_trainer(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(
+    trainer = _selected_logits_trainer(SFTTrainer)(
         model=lm,
         args=config,
         train_dataset=Dataset.from_list(rows),
@@ -297,6 +297,61 @@ def build_sft_trainer(
         callbacks=list(callbacks),
     )
     return trainer, stats
+
+
+def _selected_logits_trainer(base: type) -> type:
+    """``base`` (TRL's ``SFTTrainer``) with a loss that projects only the trained positions onto
+    the vocabulary.
+
+    An agent trajectory is mostly context (prompt and tool responses); its assistant tokens are a
+    small share of it. The loss is the same mean token cross-entropy as TRL's, but the language-model
+    head, which dominates the cost of a small model, runs on those tokens only (3-4x fewer FLOPs on
+    the quickstart's rows). Models with logit soft-capping and evaluation fall back to TRL's loss.
+    """
+
+    class SelectedLogitsSFTTrainer(base):  # type: ignore[misc, valid-type]
+        def compute_loss(
+            self, model: Any, inputs: Any, return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            config = getattr(model, "config", None)
+            if (return_outputs or not model.training or "labels" not in inputs
+                    or getattr(config, "final_logit_softcapping", None)
+                    or self.aux_loss_enabled):
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            import torch
+            import torch.nn.functional as F
+
+            labels = inputs["labels"]
+            body = model.get_decoder()
+            hidden = body(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs.get("attention_mask"),
+                position_ids=inputs.get("position_ids"),
+                use_cache=False,
+            ).last_hidden_state
+            # Position t predicts token t + 1.
+            targets = labels[:, 1:]
+            keep = targets != -100
+            logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+            chosen = targets[keep]
+            loss_sum = F.cross_entropy(logits, chosen, reduction="sum")
+            count = keep.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = loss_sum / torch.as_tensor(count).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            with torch.no_grad():
+                n = max(int(keep.sum()), 1)
+                logp = torch.log_softmax(logits, dim=-1)
+                entropy = -(logp.exp() * logp).sum(-1).sum().item() / n
+                accuracy = (logits.argmax(-1) == chosen).sum().item() / n
+            metrics = self._metrics["train"]
+            metrics["entropy"].append(entropy)
+            metrics["mean_token_accuracy"].append(accuracy)
+            return loss
+
+    return SelectedLogitsSFTTrainer
 
 
 def run_sft(

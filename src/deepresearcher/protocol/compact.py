@@ -1,0 +1,45 @@
+"""The ``compact`` profile: the DeepResearcher-7b turn format with a short system prompt.
+
+Same tags, same tool-call JSON, same observation payloads and the same forced ``<think>`` as
+``deepresearcher-7b`` (so parsing, masking, rewards and the expert carry over unchanged), but the
+system message is a few lines and the chat template's tool block is left out. For small models
+trained from scratch, where the ~630-token system prompt of the released checkpoint would dominate
+every training row (the CPU quickstart uses it); never for GAIR/DeepResearcher-7b itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepresearcher.protocol.base import ChatTemplate, Message, RenderedPrompt
+from deepresearcher.protocol.deepresearcher7b import THINK_PREFIX, DeepResearcher7BProfile
+
+COMPACT_SYSTEM_PROMPT = (
+    "Research the question, then answer it.\n"
+    "Tools: web_search {\"query\": [..]} and browse_webpage {\"url_list\": [..]}.\n"
+    "Reply <think>..</think> then <tool_call>{\"name\": .., \"arguments\": ..}</tool_call> "
+    "or <answer>..</answer>.\n"
+)
+
+
+class CompactProfile(DeepResearcher7BProfile):
+    """DeepResearcher-7b's turn format behind a short system prompt, with no tool block."""
+
+    name = "compact"
+
+    def initial_messages(self, question: str) -> list[Message]:
+        return [
+            {"role": "system", "content": COMPACT_SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+        ]
+
+    def tools(self) -> list[dict[str, Any]]:
+        return []
+
+    def render(self, messages: list[Message], template: ChatTemplate | None) -> RenderedPrompt:
+        if template is None:
+            raise ValueError("the compact profile renders through the model's chat template; "
+                             "pass the tokenizer")
+        text = template.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return RenderedPrompt(text=text + THINK_PREFIX, messages=messages, tools=[],
+                              prefix=THINK_PREFIX)
