@@ -354,7 +354,7 @@ def test_many_concurrent_requests_share_one_client(tiny_tokenizer):
         results = asyncio.run(go())
         elapsed = time.perf_counter() - started
     assert len(results) == 64 and all(r.finish_reason == "stop" for r in results)
-    assert elapsed < 64 * 0.05 / 4  # served concurrently, not one after another
+    assert elapsed < 64 * 0.05 / 2  # served concurrently: one after another takes >= 3.2 s
 
 
 def test_chat_reasoning_content_is_kept_as_a_think_block(openai_server):

@@ -203,3 +203,34 @@ def test_expert_command_rejects_a_folder_that_is_not_a_world(tmp_path):
     register(app)
     result = CliRunner().invoke(app, ["expert", str(tmp_path), "--out", str(tmp_path / "t.jsonl")])
     assert isinstance(result.exception, DataError)
+
+
+def test_terse_style_copies_the_question_and_names_results_by_rank(world, tiny_tokenizer,
+                                                                   tmp_path):
+    """The style for tiny models: one fixed sentence a turn, the question itself as the first
+    query of a single-hop question, the result to read named by its rank; still answers right."""
+    from deepresearcher.agent.config import AgentConfig
+
+    out = tmp_path / "terse.jsonl"
+    stats = asyncio.run(generate_expert_trajectories(
+        world, "train", tokenizer=tiny_tokenizer, out=out, limit=20, spread=True,
+        config=AgentConfig(temperature=0.0, date="2025-01-31", profile="compact"),
+        style="terse"))
+    assert stats.success_rate >= 0.9, stats.to_json()
+    answered = [t for t in read_jsonl(out) if t.status == "answered"]
+    assert answered and all(t.profile == "compact" for t in answered)
+    cases = {c.question: c for c in load_cases(world / "questions" / "train.jsonl")}
+    single = [t for t in answered if cases[t.question].question_type == "single_hop"]
+    assert single
+    for t in single:
+        first = parse_turn("<think>" + t.turns[0].text.removeprefix("<think>"))
+        assert isinstance(first, ToolCall) and first.think.strip() == "Let me search."
+        assert first.arguments["query"][0] == t.question
+        for turn in t.turns[1:]:
+            action = parse_turn("<think>" + turn.text.removeprefix("<think>"))
+            if isinstance(action, ToolCall) and action.name == "browse_webpage":
+                assert action.think.strip().startswith("Let me read the ")
+        assert isinstance(parse_turn("<think>" + t.turns[-1].text.removeprefix("<think>")),
+                          Answer)
+    with pytest.raises(ValueError, match="unknown expert style"):
+        ExpertPolicy([], tiny_tokenizer, style="chatty")

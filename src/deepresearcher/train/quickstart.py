@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -63,13 +64,14 @@ class QuickstartSettings:
     expert_style: str = "terse"  # how the expert words its demonstrations (see train/expert.py)
     # tokenizer and model
     vocab_size: int = 8192
+    name_tokens: bool = False  # every page title, URL and year of the world becomes one token
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
     kv_heads: int = 2
     init_std: float = 0.1
     # SFT warm start (short on purpose: RL must have room to improve)
-    sft_steps: int = 400
+    sft_steps: int = 300
     sft_lr: float = 3e-3
     sft_batch: int = 4
     sft_max_length: int = 1536
@@ -84,6 +86,15 @@ class QuickstartSettings:
         data["overrides"] = list(self.overrides)
         return data
 
+
+# The settings each stage reads (a stage also depends on every stage before it).
+_STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "world": ("seed", "entities"),
+    "model": ("vocab_size", "name_tokens", "hidden_size", "layers", "heads", "kv_heads",
+              "init_std"),
+    "expert": ("question_types", "eval_questions", "train_questions", "expert_style"),
+    "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length"),
+}
 
 # The reduced run the tests and ``--fast`` use: a smaller world, fewer steps, fewer questions.
 FAST = dict(entities=150, eval_questions=24, sft_steps=150, train_questions=96)
@@ -205,36 +216,21 @@ class Quickstart:
                 )
 
     def _key(self, name: str) -> str:
-        """What a stage depends on: a finished stage is reused only with the same key."""
+        """What a stage depends on: a finished stage is reused only with the same key (its own
+        settings and those of every stage before it)."""
         s = self.settings.to_json()
-        deps = {
-            "world": ["seed", "entities"],
-            "model": [
-                "seed",
-                "entities",
-                "vocab_size",
-                "hidden_size",
-                "layers",
-                "heads",
-                "kv_heads",
-                "init_std",
-            ],
-        }
         upto = STAGES.index(name)
-        if name in deps:
-            chosen = {k: s[k] for k in deps[name]}
-        else:
-            chosen = {k: v for k, v in s.items() if k not in ("fast",)}
-            if upto < STAGES.index("grpo"):
-                chosen.pop("overrides")
-                chosen.pop("recipe")
+        chosen: dict[str, Any] = {}
+        for stage in STAGES[: upto + 1]:
+            chosen.update({k: s[k] for k in _STAGE_SETTINGS.get(stage, ())})
+        if upto >= STAGES.index("expert"):
             chosen["agent"] = self.recipe().agent.model_dump(mode="json")
             chosen["tools"] = self.recipe().tools.model_dump(mode="json", exclude={"world"})
-            if upto >= STAGES.index("grpo"):
-                chosen["grpo"] = self.recipe().grpo.model_dump(mode="json")
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ]
+        if upto >= STAGES.index("grpo"):
+            chosen["grpo"] = self.recipe().grpo.model_dump(mode="json")
+            chosen["recipe"], chosen["overrides"] = s["recipe"], s["overrides"]
+        digest = hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:16]
 
     def _stage(self, name: str) -> None:
         marker = self.out / "stages" / f"{name}.json"
@@ -337,6 +333,7 @@ class Quickstart:
             self.model_dir,
             texts=[*default_texts(), _qwen2_5_chat_template(), *corpus],
             vocab_size=s.vocab_size,
+            phrases=world_phrases(self.world_dir, corpus) if s.name_tokens else (),
         )
         model = build_tiny_qwen2(
             self.model_dir,
@@ -570,6 +567,18 @@ class Quickstart:
 
 
 # helpers -------------------------------------------------------------------------------------------
+
+
+def world_phrases(world_dir: Path, corpus: list[str]) -> list[str]:
+    """What the quickstart tokenizer keeps whole: the turn tags, every page title as written and
+    in lower case (questions come in both), every page URL and every year. A tiny model trained for minutes
+    cannot learn to copy a name spelled over several tokens; one token it copies in one step."""
+    titles = {text.split("\n", 1)[0].strip().strip('"') for text in corpus}
+    urls = {f"local://wiki/{page.stem}" for page in (world_dir / "pages").iterdir()}
+    years = {m for text in corpus for m in re.findall(r"\b1\d{3}\b|\b20\d{2}\b", text)}
+    tags = {"<think>", "</think>", "<answer>", "</answer>"}
+    named = {t for t in titles if t} | {t.lower() for t in titles if t}
+    return sorted(tags | named | urls | years)
 
 
 def _count_lines(path: Path) -> int:
