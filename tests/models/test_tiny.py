@@ -153,17 +153,3 @@ def test_load_tokenizer_reads_a_local_directory(tiny_tokenizer_dir):
     assert load_tokenizer(tiny_tokenizer_dir).eos_token == "<|im_end|>"
     assert load_tokenizer(str(tiny_tokenizer_dir)).pad_token == "<|endoftext|>"
 
-
-def test_phrases_become_single_tokens_and_merges_go_elsewhere(tmp_path):
-    texts = ["Ciakoia Quouvow was born in Drontpryntara. Ciakoia Quouvow wrote books."] * 20
-    phrases = ["Ciakoia Quouvow", "Drontpryntara", "local://wiki/ciakoia-quouvow"]
-    tok = build_tokenizer(tmp_path / "tok", texts=texts, vocab_size=400, phrases=phrases)
-    assert tok.tokenize("Ciakoia Quouvow") == ["Ciakoia Quouvow"]
-    assert tok.tokenize("'url': 'local://wiki/ciakoia-quouvow'")[-2:] == [
-        "local://wiki/ciakoia-quouvow", "'"]
-    ids = tok("Ciakoia Quouvow was born in Drontpryntara.")["input_ids"]
-    assert tok.decode(ids) == "Ciakoia Quouvow was born in Drontpryntara."
-    # The same phrases in another order give the same vocabulary.
-    again = build_tokenizer(tmp_path / "tok2", texts=texts, vocab_size=400,
-                            phrases=list(reversed(phrases)))
-    assert again.get_vocab() == tok.get_vocab()

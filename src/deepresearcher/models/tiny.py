@@ -9,7 +9,6 @@ on it (left padding, KV cache, TRL's reference-model rebuild) works on Qwen2.5-7
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -65,12 +64,8 @@ def build_tokenizer(
     vocab_size: int = 2048,
     *,
     chat_template: str | None = None,
-    phrases: Iterable[str] = (),
 ) -> Any:
     """Train a byte-level BPE tokenizer shaped like Qwen2.5's, save it to ``out_dir`` and return it.
-
-    ``phrases`` become whole tokens of their own (e.g. every name of a fictional world, so that a
-    tiny model copies a name in one attention step instead of spelling it token by token).
 
     ``chat_template`` defaults to Qwen2.5's own (TRL's copy, ``trl.chat_template_utils``); it is
     saved with the tokenizer, so ``AutoTokenizer.from_pretrained(out_dir)`` needs no TRL.
@@ -94,15 +89,8 @@ def build_tokenizer(
     )
     # The template's own prose (its tools block) is part of every prompt: train on it too.
     corpus = list(texts) if texts is not None else [*default_texts(), template]
-    whole = sorted({p for p in phrases if p}, key=len, reverse=True)
-    if whole:
-        # The merges go to the rest of the text: phrases are tokens of their own anyway.
-        pattern = re.compile(_trie_pattern(whole))
-        corpus = [pattern.sub(" ", text) for text in corpus]
     bpe.train_from_iterator(corpus, trainer)
     bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
-    # Sorted: the same phrases give the same ids whatever order they come in.
-    bpe.add_tokens([AddedToken(p, special=False, normalized=False) for p in sorted(whole)])
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
@@ -117,27 +105,6 @@ def build_tokenizer(
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
     return tokenizer
-
-
-def _trie_pattern(words: Iterable[str]) -> str:
-    """A regex matching any of ``words`` (longest first), built as a trie: an alternation of
-    thousands of literals is re-tried at every position, a trie is walked once."""
-    trie: dict[str, Any] = {}
-    for word in words:
-        node = trie
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def walk(node: dict[str, Any]) -> str:
-        ends = "" in node
-        branches = [re.escape(c) + walk(child) for c, child in sorted(node.items()) if c]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 and not ends else "(?:" + "|".join(branches) + ")"
-        return body + "?" if ends else body
-
-    return walk(trie)
 
 
 def build_tiny_qwen2(

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -64,7 +63,6 @@ class QuickstartSettings:
     expert_style: str = "terse"  # how the expert words its demonstrations (see train/expert.py)
     # tokenizer and model
     vocab_size: int = 8192
-    name_tokens: bool = False  # every page title, URL and year of the world becomes one token
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
@@ -90,7 +88,7 @@ class QuickstartSettings:
 # The settings each stage reads (a stage also depends on every stage before it).
 _STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "world": ("seed", "entities"),
-    "model": ("vocab_size", "name_tokens", "hidden_size", "layers", "heads", "kv_heads",
+    "model": ("vocab_size", "hidden_size", "layers", "heads", "kv_heads",
               "init_std"),
     "expert": ("question_types", "eval_questions", "train_questions", "expert_style"),
     "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length"),
@@ -333,7 +331,6 @@ class Quickstart:
             self.model_dir,
             texts=[*default_texts(), _qwen2_5_chat_template(), *corpus],
             vocab_size=s.vocab_size,
-            phrases=world_phrases(self.world_dir, corpus) if s.name_tokens else (),
         )
         model = build_tiny_qwen2(
             self.model_dir,
@@ -567,18 +564,6 @@ class Quickstart:
 
 
 # helpers -------------------------------------------------------------------------------------------
-
-
-def world_phrases(world_dir: Path, corpus: list[str]) -> list[str]:
-    """What the quickstart tokenizer keeps whole: the turn tags, every page title as written and
-    in lower case (questions come in both), every page URL and every year. A tiny model trained for minutes
-    cannot learn to copy a name spelled over several tokens; one token it copies in one step."""
-    titles = {text.split("\n", 1)[0].strip().strip('"') for text in corpus}
-    urls = {f"local://wiki/{page.stem}" for page in (world_dir / "pages").iterdir()}
-    years = {m for text in corpus for m in re.findall(r"\b1\d{3}\b|\b20\d{2}\b", text)}
-    tags = {"<think>", "</think>", "<answer>", "</answer>"}
-    named = {t for t in titles if t} | {t.lower() for t in titles if t}
-    return sorted(tags | named | urls | years)
 
 
 def _count_lines(path: Path) -> int:
