@@ -22,14 +22,10 @@ def mean(values):
     return sum(values) / len(values)
 
 
-# A reduced quickstart: the fast world, a short SFT and a few GRPO steps; GRPO must raise the
-# reward (the format penalty of -1 is the signal). Several minutes on 2 cores: marked slow.
-REDUCED = dict(sft_steps=300, eval_questions=12, train_questions=96)
-REDUCED_OVERRIDES = (
-    "grpo.max_steps=10",
-    "grpo.questions_per_step=4",
-    "grpo.rollouts_per_question=8",
-)
+# The learning run: the quickstart's own settings (seed 0) with GRPO cut from 14 steps to 12.
+# GRPO must raise the reward (the format penalty of -1 is the signal) and cut held-out format
+# errors. About 8 minutes on 2 cores: marked slow (CI runs it; docs/quickstart.md has the numbers).
+REDUCED_OVERRIDES = ("grpo.max_steps=12",)
 # The plumbing run of the default suite: every stage for real, with tiny budgets (~30 s).
 TINY = dict(entities=60, sft_steps=4, eval_questions=4, train_questions=8, vocab_size=2048)
 TINY_OVERRIDES = (
@@ -56,19 +52,20 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
     out = tmp_path_factory.mktemp("qs") / "reduced"
-    return _run(out, fast_settings(**REDUCED, overrides=REDUCED_OVERRIDES))
+    return _run(out, QuickstartSettings(seed=0, overrides=REDUCED_OVERRIDES))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="at this reduced size (96 questions, 10 steps of 32 rollouts) the reward "
-                   "does not rise reliably; the full run does (docs/quickstart.md)", strict=False)
+@pytest.mark.timeout(1500)  # the module's fixture runs inside the test's time
 def test_reduced_quickstart_learns(reduced):
     _, result, _, _ = reduced
     steps = result.stages["grpo"].data["steps"]
-    assert len(steps) == 10
+    assert len(steps) == 12
     rewards = [s["reward"] for s in steps]
     first, last = mean(rewards[:3]), mean(rewards[-3:])
     assert last > first + 0.05, f"GRPO did not raise the reward: {rewards}"
+    errors = [s["rollout/format_error_rate"] for s in steps]
+    assert mean(errors[-3:]) < mean(errors[:3]), f"rollout format errors did not fall: {errors}"
     # And on held-out questions: fewer malformed episodes than the SFT model.
     assert result.after["format_error_rate"] < result.before["format_error_rate"]
 
@@ -156,16 +153,6 @@ def test_cli_help_lists_the_options():
     assert result.exit_code == 0, result.output
     for option in ("--out", "--seed", "--fast", "--resume"):
         assert option in result.output
-
-
-@pytest.mark.slow
-def test_full_quickstart_seed_0(tmp_path):
-    """The documented run (docs/quickstart.md): GRPO raises the reward and removes held-out format
-    errors. (+0.15 held-out F1 is not reached yet: see the docs for the measured numbers.)"""
-    result = Quickstart(tmp_path / "full", QuickstartSettings(seed=0)).run()
-    rewards = [s["reward"] for s in result.stages["grpo"].data["steps"]]
-    assert mean(rewards[-4:]) > mean(rewards[:4])
-    assert result.after["format_error_rate"] < result.before["format_error_rate"]
 
 
 def test_report_renders_a_trajectory_readably(tmp_path):
