@@ -381,10 +381,18 @@ _EXITING_WORKER = textwrap.dedent(
     async def main():
         await asyncio.gather(*(cached.search(f"q{i}") for i in range(500)))
 
-    asyncio.run(main())
+    if how != "drop":
+        asyncio.run(main())
     print("done", flush=True)
     if how == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if how == "drop":  # a short burst, then the caller lets go of its cache at once
+        import gc
+        async def burst():
+            await asyncio.gather(*(cached.search(f"last{i}") for i in range(50)))
+        asyncio.run(burst())
+        del cached, cache
+        gc.collect()
     """
 )
 
@@ -397,6 +405,16 @@ def test_a_process_that_exits_commits_its_queue(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert ToolCache(path).stats().rows == {"search": 500, "verdicts": 20}
+
+
+def test_a_cache_dropped_before_its_commit_still_commits_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITING_WORKER, str(path), "drop"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ToolCache(path).stats().rows == {"search": 50, "verdicts": 20}
 
 
 def test_a_killed_process_keeps_every_put(tmp_path: Path) -> None:

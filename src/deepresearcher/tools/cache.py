@@ -279,6 +279,8 @@ class _CacheFile:
                 self._rows[row[0]] = row[1]
             if hit is not None:
                 self._hit_counts[hit] = self._hit_counts.get(hit, 0) + 1
+            # Held until committed: a caller that lets go of its cache (or exits) loses nothing.
+            _PENDING[id(self)] = self
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=_write_behind,
@@ -297,6 +299,7 @@ class _CacheFile:
                 rows = list(self._rows.items())
                 hits, self._hit_counts = self._hit_counts, {}
             if not rows and not hits:
+                self._release_if_idle()
                 return 0
             inserts = []
             for (ns, key), (params, value, created_at) in rows:
@@ -326,7 +329,13 @@ class _CacheFile:
                 for k, queued in rows:
                     if self._rows.get(k) is queued:  # not stored again meanwhile
                         del self._rows[k]
+            self._release_if_idle()
             return len(rows)
+
+    def _release_if_idle(self) -> None:
+        with self._queue_lock:
+            if not (self._rows or self._hit_counts):
+                _PENDING.pop(id(self), None)
 
     def close(self) -> None:
         self.flush()
@@ -386,6 +395,9 @@ def _write_round(ref: weakref.ref[_CacheFile], woken: bool) -> bool:
 # interpreter exit, reset in a forked child.
 _FILES: weakref.WeakValueDictionary[str, _CacheFile] = weakref.WeakValueDictionary()
 _FILES_LOCK = threading.Lock()
+# The files with queued rows or hit counts, held strongly until their commit (by id: dict
+# operations are atomic, so the writer thread and callers need no lock for this).
+_PENDING: dict[int, _CacheFile] = {}
 
 
 def _cache_file(path: Path, busy_timeout_ms: int) -> _CacheFile:
@@ -399,7 +411,9 @@ def _cache_file(path: Path, busy_timeout_ms: int) -> _CacheFile:
 
 
 def _flush_at_exit() -> None:
-    for file in list(_FILES.values()):
+    files = {id(f): f for f in list(_FILES.values())}
+    files.update(dict(_PENDING))
+    for file in files.values():
         if file.pid == os.getpid():
             try:
                 file.flush()
@@ -412,6 +426,7 @@ def _forget_parent() -> None:
     # double), nor use the parent's connections, locks or writer thread.
     global _FILES_LOCK
     _FILES_LOCK = threading.Lock()
+    _PENDING.clear()
     for file in list(_FILES.values()):
         file.reset()
 
