@@ -179,13 +179,16 @@ def test_quality_filter_against_loopback_server(openai_server: Any, tmp_path: Pa
 def test_contamination_drops_what_the_model_answers(openai_server: Any, tmp_path: Path) -> None:
     records = _records(4)
 
+    asked: dict[int, int] = {}
+
     def script(request: Any) -> str:
         q = _question_of(request)
         i = int(q.split()[-1].rstrip("?"))
+        asked[i] = asked.get(i, 0) + 1
         if i == 0:
             return "<answer>Gold 0.</answer>"  # the gold, after normalization
-        if i == 1:
-            return "<answer>nope</answer>" if len(openai_server.requests) % 2 else "gold 1"
+        if i == 1:  # first a tagged wrong answer, then the gold without tags
+            return "<answer>nope</answer>" if asked[i] == 1 else "gold 1"
         return "<answer>something else</answer>" if i == 2 else "no tags at all"
 
     openai_server.script = script
