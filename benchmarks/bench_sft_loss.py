@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -31,22 +30,15 @@ def main() -> None:
 def run_benchmark(args: argparse.Namespace, root: Path) -> None:
     from deepresearcher.agent.config import AgentConfig
     from deepresearcher.cli.common import quiet_hf
-    from deepresearcher.models.tiny import (
-        _qwen2_5_chat_template,
-        build_tiny_qwen2,
-        build_tokenizer,
-        default_texts,
-    )
+    from deepresearcher.models.tiny import build_tiny_qwen2
     from deepresearcher.train.expert import generate_expert_trajectories
+    from deepresearcher.train.quickstart import world_tokenizer
     from deepresearcher.train.sft import build_sft_trainer
     from deepresearcher.world import build_world
 
     quiet_hf()
     build_world(root / "world", seed=0, entities=args.entities)
-    corpus = [json.loads(line)["contents"]
-              for line in (root / "world" / "corpus.jsonl").read_text().splitlines() if line]
-    tokenizer = build_tokenizer(root / "model", texts=[*default_texts(),
-                                _qwen2_5_chat_template(), *corpus], vocab_size=8192)
+    tokenizer = world_tokenizer(root / "world", root / "model")
     build_tiny_qwen2(root / "model", tokenizer, hidden_size=128, layers=2)
     asyncio.run(generate_expert_trajectories(
         root / "world", "train", tokenizer=tokenizer, out=root / "expert.jsonl", limit=32,

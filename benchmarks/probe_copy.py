@@ -52,12 +52,8 @@ def run(args: argparse.Namespace, root: Path) -> None:
     import torch.nn.functional as F
 
     from deepresearcher.cli.common import quiet_hf
-    from deepresearcher.models.tiny import (
-        _qwen2_5_chat_template,
-        build_tiny_qwen2,
-        build_tokenizer,
-        default_texts,
-    )
+    from deepresearcher.models.tiny import build_tiny_qwen2
+    from deepresearcher.train.quickstart import world_tokenizer
     from deepresearcher.world.build import build_world
 
     quiet_hf()
@@ -66,8 +62,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
     build_world(root / "world", seed=args.seed, entities=args.entities, index=False)
     corpus = [json.loads(line)["contents"]
               for line in (root / "world" / "corpus.jsonl").read_text().splitlines() if line]
-    tok = build_tokenizer(root / "model", texts=[*default_texts(), _qwen2_5_chat_template(),
-                                                 *corpus], vocab_size=8192)
+    tok = world_tokenizer(root / "world", root / "model")
     model = build_tiny_qwen2(root / "model", tok, hidden_size=args.hidden, layers=args.layers,
                              heads=4, kv_heads=2, seed=args.seed, init_std=args.init_std)
     model.train()

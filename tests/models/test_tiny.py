@@ -152,4 +152,3 @@ def test_load_tokenizer_reads_a_local_directory(tiny_tokenizer_dir):
 
     assert load_tokenizer(tiny_tokenizer_dir).eos_token == "<|im_end|>"
     assert load_tokenizer(str(tiny_tokenizer_dir)).pad_token == "<|endoftext|>"
-

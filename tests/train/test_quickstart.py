@@ -146,8 +146,8 @@ def test_cli_help_lists_the_options():
     register(app)
 
     @app.command("other")
-    def other() -> None:  # a second command keeps typer in multi-command mode
-        pass
+    def other() -> None:
+        """A second command keeps typer in multi-command mode (``quickstart`` stays a subcommand)."""
 
     result = CliRunner().invoke(app, ["quickstart", "--help"])
     assert result.exit_code == 0, result.output

@@ -310,28 +310,12 @@ class Quickstart:
         }
 
     def _run_model(self) -> dict[str, Any]:
-        from deepresearcher.models.tiny import (
-            _qwen2_5_chat_template,
-            build_tiny_qwen2,
-            build_tokenizer,
-            default_texts,
-        )
+        from deepresearcher.models.tiny import build_tiny_qwen2
 
         s = self.settings
         if self.model_dir.exists():
             shutil.rmtree(self.model_dir)
-        corpus = [
-            json.loads(line)["contents"]
-            for line in (self.world_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
-        # Trained on the world's own text too: its invented names become a few tokens each, so
-        # episodes are about half as long and copying a name is a short job.
-        tokenizer = build_tokenizer(
-            self.model_dir,
-            texts=[*default_texts(), _qwen2_5_chat_template(), *corpus],
-            vocab_size=s.vocab_size,
-        )
+        tokenizer = world_tokenizer(self.world_dir, self.model_dir, vocab_size=s.vocab_size)
         model = build_tiny_qwen2(
             self.model_dir,
             tokenizer,
@@ -564,6 +548,21 @@ class Quickstart:
 
 
 # helpers -------------------------------------------------------------------------------------------
+
+
+def world_tokenizer(world_dir: Path, out_dir: Path, *, vocab_size: int = 8192) -> Any:
+    """The quickstart's tokenizer, saved to ``out_dir``: byte-level BPE trained on the generic tiny
+    texts, Qwen2.5's chat template and the world's own corpus, so the world's invented names
+    become a few tokens each and episodes are about half as long."""
+    from deepresearcher.models.tiny import _qwen2_5_chat_template, build_tokenizer, default_texts
+
+    corpus = [
+        json.loads(line)["contents"]
+        for line in (Path(world_dir) / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return build_tokenizer(out_dir, texts=[*default_texts(), _qwen2_5_chat_template(), *corpus],
+                           vocab_size=vocab_size)
 
 
 def _count_lines(path: Path) -> int:

@@ -306,7 +306,8 @@ def _selected_logits_trainer(base: type) -> type:
     An agent trajectory is mostly context (prompt and tool responses); its assistant tokens are a
     small share of it. The loss is the same mean token cross-entropy as TRL's, but the language-model
     head, which dominates the cost of a small model, runs on those tokens only
-    (``benchmarks/bench_sft_loss.py``: 3.5x faster forward and backward on a quickstart batch). Models with logit soft-capping and evaluation fall back to TRL's loss.
+    (``benchmarks/bench_sft_loss.py``: 3.5x faster forward and backward on a quickstart batch).
+    Models with logit soft-capping and evaluation fall back to TRL's loss.
     """
 
     class SelectedLogitsSFTTrainer(base):  # type: ignore[misc, valid-type]
