@@ -151,7 +151,7 @@ def test_cli_help_lists_the_options():
 
     result = CliRunner().invoke(app, ["quickstart", "--help"])
     assert result.exit_code == 0, result.output
-    for option in ("--out", "--seed", "--fast", "--resume"):
+    for option in ("--out", "--seed", "--fast", "--resume", "--base-model", "--device", "--sft-lr"):
         assert option in result.output
 
 
@@ -209,3 +209,76 @@ def test_report_renders_a_trajectory_readably(tmp_path):
 def test_settings_round_trip():
     data = fast_settings(seed=3).to_json()
     assert data["seed"] == 3 and data["fast"] and isinstance(data["overrides"], list)
+
+
+def test_a_base_model_replaces_the_tiny_model(tiny_model_dir, tmp_path):
+    """--base-model: the expert, SFT and GRPO start from it, with its own tokenizer."""
+    from transformers import AutoTokenizer
+
+    settings = fast_settings(
+        **{**TINY, "base_model": str(tiny_model_dir), "sft_lr": 1e-3}, overrides=TINY_OVERRIDES
+    )
+    out, result, _, _ = _run(tmp_path / "qs", settings)
+    model = result.stages["model"].data
+    assert model["base_model"] == str(tiny_model_dir) and model["model_type"] == "qwen2"
+    assert not (out / "model").exists()  # nothing of the tiny model's is built
+    base = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert model["vocab"] == len(base)
+    expert = json.loads((out / "expert.jsonl").read_text().splitlines()[0])
+    prompt = expert["tokens"]["prompt_ids"]
+    assert base.decode(prompt).startswith("<|im_start|>system")  # the base's own tokenizer
+    assert AutoTokenizer.from_pretrained(out / "sft").get_vocab() == base.get_vocab()
+    assert (out / "grpo" / "final" / "model.safetensors").is_file()
+    md = (out / "report.md").read_text()
+    assert f"{tiny_model_dir} (vocabulary {len(base)})" in md
+    # Another base model reruns everything from the model stage on; the world is kept.
+    changed = fast_settings(
+        **{**TINY, "base_model": str(tiny_model_dir) + "/", "sft_lr": 1e-3},
+        overrides=TINY_OVERRIDES,
+    )
+    _, _, events, _ = _run(out, changed)
+    assert [d["stage"] for k, d in events if k == "stage_start"] == list(STAGES[1:])
+
+
+def test_a_base_model_without_a_chat_template_is_refused(tiny_model_dir, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (plain / name).unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    settings = fast_settings(**{**TINY, "base_model": str(plain)}, overrides=TINY_OVERRIDES)
+    with pytest.raises(ConfigError, match="no chat template"):
+        Quickstart(tmp_path / "qs", settings).run()
+    missing = fast_settings(**{**TINY, "base_model": str(tmp_path / "nope")})
+    with pytest.raises(Exception, match="nope"):
+        Quickstart(tmp_path / "qs2", missing).run()
+
+
+def test_an_unknown_device_fails_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        Quickstart(tmp_path / "q", QuickstartSettings(device="tpu")).run()
+    assert not (tmp_path / "q" / "world").exists()
+
+
+def test_cli_settings_for_a_base_model():
+    from deepresearcher.cli.quickstart import quickstart_settings
+    from deepresearcher.train.quickstart import BASE_MODEL_SFT_LR
+
+    common = dict(seed=1, fast=False, device="cuda", sft_steps=None, sft_lr=None)
+    tiny = quickstart_settings(base_model=None, overrides=["grpo.max_steps=3"], **common)
+    assert tiny.sft_lr == QuickstartSettings().sft_lr and tiny.overrides == ("grpo.max_steps=3",)
+    assert tiny.device == "cuda" and tiny.base_model is None
+    base = quickstart_settings(base_model="Qwen/Qwen2.5-0.5B-Instruct", overrides=[], **common)
+    assert base.sft_lr == BASE_MODEL_SFT_LR
+    recipe = Quickstart("unused", base).recipe()
+    assert recipe.grpo.learning_rate == 1e-6 and recipe.backend.device == "cuda"
+    # What the user says wins over the base model's defaults.
+    mine = quickstart_settings(
+        base_model="m", overrides=["grpo.learning_rate=3e-6"], **{**common, "sft_lr": 2e-5}
+    )
+    assert mine.sft_lr == 2e-5
+    assert Quickstart("unused", mine).recipe().grpo.learning_rate == 3e-6

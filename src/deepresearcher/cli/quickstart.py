@@ -25,6 +25,23 @@ def quickstart(
         bool,
         typer.Option("--resume/--no-resume", help="Reuse finished stages found in --out."),
     ] = True,
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            "--base-model",
+            help="Start from this causal LM (a local folder or a Hub id, with a chat template) "
+            "instead of the tiny random Qwen2; SFT then uses lr 1e-5 and GRPO lr 1e-6 unless set.",
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="Where SFT, evaluation and GRPO run: cpu, cuda or auto.")
+    ] = "cpu",
+    sft_steps: Annotated[
+        int | None, typer.Option("--sft-steps", min=1, help="SFT warm-start steps (default 300).")
+    ] = None,
+    sft_lr: Annotated[
+        float | None, typer.Option("--sft-lr", min=0.0, help="SFT learning rate (default 3e-3).")
+    ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Argument(help="GRPO recipe overrides, key.path=value (e.g. grpo.max_steps=10)."),
@@ -44,20 +61,18 @@ def quickstart(
     from rich.table import Table
 
     from deepresearcher.cli.common import quiet_hf
-    from deepresearcher.train.quickstart import (
-        STAGE_TITLES,
-        STAGES,
-        Quickstart,
-        QuickstartSettings,
-        fast_settings,
-    )
+    from deepresearcher.train.quickstart import STAGE_TITLES, STAGES, Quickstart
 
     quiet_hf()
     console = Console(stderr=True)
-    settings = (
-        fast_settings(seed=seed, overrides=tuple(overrides or ()))
-        if fast
-        else QuickstartSettings(seed=seed, overrides=tuple(overrides or ()))
+    settings = quickstart_settings(
+        seed=seed,
+        fast=fast,
+        base_model=base_model,
+        device=device,
+        sft_steps=sft_steps,
+        sft_lr=sft_lr,
+        overrides=overrides or [],
     )
     columns = (
         TextColumn("{task.description:<22}"),
@@ -145,6 +160,41 @@ def quickstart(
         f"trajectories/); TensorBoard: tensorboard --logdir {out / 'grpo' / 'runs'}",
         highlight=False,
     )
+
+
+def quickstart_settings(
+    *,
+    seed: int,
+    fast: bool,
+    base_model: str | None,
+    device: str,
+    sft_steps: int | None,
+    sft_lr: float | None,
+    overrides: list[str],
+) -> Any:
+    """The run's settings from the command line: a pretrained base model gets fine-tuning
+    learning rates (SFT 1e-5, GRPO 1e-6) unless ``--sft-lr`` or ``grpo.learning_rate=`` says
+    otherwise."""
+    from deepresearcher.train.quickstart import (
+        BASE_MODEL_OVERRIDES,
+        BASE_MODEL_SFT_LR,
+        QuickstartSettings,
+        fast_settings,
+    )
+
+    changes: dict[str, Any] = {"seed": seed, "device": device}
+    given = list(overrides)
+    if base_model:
+        changes["base_model"] = base_model
+        changes["sft_lr"] = BASE_MODEL_SFT_LR
+        given = list(BASE_MODEL_OVERRIDES) + given  # later overrides win
+    if sft_steps is not None:
+        changes["sft_steps"] = sft_steps
+    if sft_lr is not None:
+        changes["sft_lr"] = sft_lr
+    if fast:
+        return fast_settings(**changes, overrides=tuple(given))
+    return QuickstartSettings(**changes, overrides=tuple(given))
 
 
 def _summary(stage: str, data: dict[str, Any], seconds: float) -> str:

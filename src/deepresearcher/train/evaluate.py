@@ -129,12 +129,21 @@ def evaluate_model(
     out: Path | None = None,
     max_batch_size: int = 64,
     on_done: Callable[[Trajectory], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[EvalMetrics, list[Trajectory]]:
-    """:func:`evaluate_policy` for a saved model directory, loaded on the CPU with transformers."""
+    """:func:`evaluate_policy` for a saved model directory, loaded with transformers on ``device``
+    ("cpu", "cuda", or "auto": CUDA when available)."""
+    from deepresearcher.agent.policy import import_torch
     from deepresearcher.agent.policy_hf import HFPolicy
 
+    if device == "auto":
+        device = "cuda" if import_torch().cuda.is_available() else "cpu"
     policy = HFPolicy.from_pretrained(
-        model, context_window=config.context_window, max_batch_size=max_batch_size, max_wait_ms=20
+        model,
+        context_window=config.context_window,
+        max_batch_size=max_batch_size,
+        max_wait_ms=20,
+        device=device,
     )
     return asyncio.run(
         evaluate_policy(

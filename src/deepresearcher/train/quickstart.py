@@ -61,7 +61,9 @@ class QuickstartSettings:
     eval_questions: int = 48  # held-out test questions of the same types (fewer if the world has)
     train_questions: int | None = None  # cap on train questions for the expert and GRPO
     expert_style: str = "terse"  # how the expert words its demonstrations (see train/expert.py)
-    # tokenizer and model
+    # tokenizer and model: the tiny random Qwen2 below, or ``base_model`` (a causal LM with a chat
+    # template: a local folder or a Hub id) with its own tokenizer, whose size settings are unused
+    base_model: str | None = None
     vocab_size: int = 8192
     hidden_size: int = 128
     layers: int = 2
@@ -73,6 +75,8 @@ class QuickstartSettings:
     sft_lr: float = 3e-3
     sft_batch: int = 4
     sft_max_length: int = 1536
+    # where SFT, the evaluations and GRPO run: "cpu", "cuda", or "auto" (CUDA when available)
+    device: str = "cpu"
     # GRPO: the built-in recipe, with overrides (``grpo.max_steps=20`` ...)
     recipe: str = "quickstart-cpu"
     overrides: tuple[str, ...] = ()
@@ -88,15 +92,21 @@ class QuickstartSettings:
 # The settings each stage reads (a stage also depends on every stage before it).
 _STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "world": ("seed", "entities"),
-    "model": ("vocab_size", "hidden_size", "layers", "heads", "kv_heads",
+    "model": ("base_model", "vocab_size", "hidden_size", "layers", "heads", "kv_heads",
               "init_std"),
     "expert": ("question_types", "eval_questions", "train_questions", "expert_style"),
-    "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length"),
+    "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length", "device"),
 }
 
 # The reduced run the tests and ``--fast`` use: a smaller world, fewer steps, fewer questions.
 FAST = dict(entities=150, eval_questions=24, sft_steps=150, train_questions=96)
 FAST_OVERRIDES = ("grpo.max_steps=6", "grpo.questions_per_step=4", "grpo.rollouts_per_question=4")
+
+# Starting from a pretrained model: fine-tuning learning rates instead of the tiny model's (the
+# GRPO one is the paper's). Suggested defaults, not tuned on this project's hardware.
+BASE_MODEL_SFT_LR = 1e-5
+BASE_MODEL_OVERRIDES = ("grpo.learning_rate=1e-6",)
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def fast_settings(**changes: Any) -> QuickstartSettings:
@@ -163,6 +173,11 @@ class Quickstart:
     @property
     def model_dir(self) -> Path:
         return self.out / "model"
+
+    @property
+    def model_source(self) -> str:
+        """What SFT starts from and the expert tokenizes with: the base model, or ``model/``."""
+        return self.settings.base_model or str(self.model_dir)
 
     @property
     def sft_dir(self) -> Path:
@@ -268,6 +283,10 @@ class Quickstart:
             from deepresearcher.train.recipes import load_recipe
 
             s = self.settings
+            if s.device not in DEVICES:
+                raise ConfigError(
+                    f"unknown device {s.device!r}", hint=f"one of: {', '.join(DEVICES)}"
+                )
             filled = [
                 f"model={self.sft_dir}",
                 f"tools.world={self.world_dir}",
@@ -275,6 +294,7 @@ class Quickstart:
                 "data.dev=null",
                 f"run.output_dir={self.grpo_dir}",
                 f"run.seed={s.seed}",
+                f"backend.device={s.device}",
             ]
             self._recipe = load_recipe(s.recipe, filled + list(s.overrides))
             self._recipe.agent = self._recipe.agent.model_copy(update={"seed": None})
@@ -315,6 +335,8 @@ class Quickstart:
         s = self.settings
         if self.model_dir.exists():
             shutil.rmtree(self.model_dir)
+        if s.base_model:
+            return _check_base_model(s.base_model)
         tokenizer = world_tokenizer(self.world_dir, self.model_dir, vocab_size=s.vocab_size)
         model = build_tiny_qwen2(
             self.model_dir,
@@ -370,7 +392,7 @@ class Quickstart:
         write_records(records(train, "train"), data / "train.jsonl")
         write_records(records(test, "test"), data / "eval.jsonl")
         cases = [ExpertCase.from_record(r, index=i) for i, r in enumerate(train)]
-        tokenizer = load_tokenizer(str(self.model_dir))
+        tokenizer = load_tokenizer(self.model_source)
         agent_cfg = self.eval_config()
         # The expert's turns are short; its episodes may use the paper's budgets.
         cfg = agent_cfg.model_copy(
@@ -427,7 +449,7 @@ class Quickstart:
 
         result = run_sft(
             self.out / "expert.jsonl",
-            self.model_dir,
+            self.model_source,
             self.sft_dir,
             max_steps=s.sft_steps,
             lr=s.sft_lr,
@@ -436,7 +458,7 @@ class Quickstart:
             seed=s.seed,
             on_log=on_log,
             logging_steps=10,
-            device="cpu",
+            device=s.device,  # type: ignore[arg-type]
         )
         shutil.rmtree(self.sft_dir / "runs", ignore_errors=True)
         return {
@@ -473,6 +495,7 @@ class Quickstart:
             self.eval_config(),
             out=self.traj_dir / f"{name}.jsonl",
             on_done=on_done,
+            device=self.settings.device,
         )
         return {"model": str(model.relative_to(self.out)), "metrics": metrics.to_json()}
 
@@ -548,6 +571,33 @@ class Quickstart:
 
 
 # helpers -------------------------------------------------------------------------------------------
+
+
+def _check_base_model(name: str) -> dict[str, Any]:
+    """What the model stage records for a pretrained starting point, after checking that its
+    tokenizer has a chat template (the agent's prompts are rendered with it)."""
+    from transformers import AutoConfig
+
+    from deepresearcher.agent.policy import load_tokenizer, model_not_found, resolve_model_name
+
+    resolved = resolve_model_name(name)
+    tokenizer = load_tokenizer(resolved)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"the tokenizer of {name} has no chat template",
+            hint="start from an instruction-tuned model (e.g. Qwen/Qwen2.5-0.5B-Instruct)",
+        )
+    try:
+        config = AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise model_not_found(resolved, exc) from exc
+    return {
+        "base_model": name,
+        "vocab": len(tokenizer),
+        "model_type": getattr(config, "model_type", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "layers": getattr(config, "num_hidden_layers", None),
+    }
 
 
 def world_tokenizer(world_dir: Path, out_dir: Path, *, vocab_size: int = 8192) -> Any:
@@ -770,10 +820,16 @@ def render_markdown(report: dict[str, Any], examples: list[Any]) -> str:
     recipe = report["recipe"]
     g, agent, tools = recipe["grpo"], recipe["agent"], recipe["tools"]
     md = ["# deepresearcher quickstart report", ""]
+    model = report["model"]
+    if s.get("base_model"):
+        described = f"{s['base_model']} (vocabulary {model['vocab']})"
+    else:
+        described = (
+            f"a tiny Qwen2 (hidden {s['hidden_size']} x {s['layers']} layers, "
+            f"{model['parameters']:,} parameters, vocabulary {model['vocab']})"
+        )
     md.append(
-        f"A fictional world of {s['entities']} entities (seed {s['seed']}); a tiny Qwen2 "
-        f"(hidden {s['hidden_size']} x {s['layers']} layers, "
-        f"{report['model']['parameters']:,} parameters, vocabulary {report['model']['vocab']}) "
+        f"A fictional world of {s['entities']} entities (seed {s['seed']}); {described} "
         f"warm-started by {report['sft']['steps']} SFT steps on "
         f"{report['expert']['episodes']} expert episodes, then trained with GRPO for "
         f"{len(report['grpo_steps'])} steps. Evaluation: greedy episodes with the real tools on "
