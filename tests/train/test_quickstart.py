@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -232,17 +233,16 @@ def test_a_base_model_replaces_the_tiny_model(tiny_model_dir, tmp_path):
     md = (out / "report.md").read_text()
     assert f"{tiny_model_dir} (vocabulary {len(base)})" in md
     # Another base model reruns everything from the model stage on; the world is kept.
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_model_dir, other)
     changed = fast_settings(
-        **{**TINY, "base_model": str(tiny_model_dir) + "/", "sft_lr": 1e-3},
-        overrides=TINY_OVERRIDES,
+        **{**TINY, "base_model": str(other), "sft_lr": 1e-3}, overrides=TINY_OVERRIDES
     )
     _, _, events, _ = _run(out, changed)
     assert [d["stage"] for k, d in events if k == "stage_start"] == list(STAGES[1:])
 
 
 def test_a_base_model_without_a_chat_template_is_refused(tiny_model_dir, tmp_path):
-    import shutil
-
     plain = tmp_path / "plain"
     shutil.copytree(tiny_model_dir, plain)
     for name in ("chat_template.jinja", "chat_template.json"):
