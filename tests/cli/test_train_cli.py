@@ -34,3 +34,14 @@ def test_missing_world_fails_before_loading_anything(tmp_path):
     result = train(str(recipe))
     assert result.returncode == 2
     assert "not a world directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_errors_are_one_message_not_a_traceback():
+    """A missing or extra argument is click's usage message and exit code 2, whichever click
+    (its own package, or the copy inside typer) raised it."""
+    for args in (["model", "tiny", "surplus"], ["quickstart", "--device"], ["train"]):
+        result = subprocess.run([sys.executable, "-m", "deepresearcher.cli.main", *args],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert "Usage:" in result.stderr or "Error" in result.stderr, (args, result.stderr)

@@ -54,6 +54,15 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A click usage error (missing or extra argument, bad option value): click's own class, or
+    the copy of click that recent typer versions ship inside typer."""
+    return any(
+        cls.__name__ == "ClickException" and cls.__module__.split(".")[-1] == "exceptions"
+        for cls in type(exc).__mro__
+    )
+
+
 def main() -> None:
     """Entry point: run the app and turn our typed errors into one clear line plus a hint."""
     try:
@@ -70,12 +79,10 @@ def main() -> None:
     except typer.Abort:
         Console(stderr=True).print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
     sys.exit(code if isinstance(code, int) else 0)
 
