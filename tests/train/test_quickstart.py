@@ -276,6 +276,8 @@ def test_cli_settings_for_a_base_model():
     assert base.sft_lr == BASE_MODEL_SFT_LR
     recipe = Quickstart("unused", base).recipe()
     assert recipe.grpo.learning_rate == 1e-6 and recipe.backend.device == "cuda"
+    assert recipe.backend.dtype == "auto"  # bfloat16 where the GPU supports it
+    assert Quickstart("unused", QuickstartSettings()).recipe().backend.dtype == "float32"
     # What the user says wins over the base model's defaults.
     mine = quickstart_settings(
         base_model="m", overrides=["grpo.learning_rate=3e-6"], **{**common, "sft_lr": 2e-5}

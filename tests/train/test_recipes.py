@@ -105,3 +105,28 @@ def test_paper_recipe_uses_the_web_with_a_shared_cache():
 def test_bad_tool_settings_fail_before_any_work(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_recipe("deepresearcher-7b-paper", overrides)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "cpu", "bf16_supported", "expected"),
+    [
+        ("auto", True, False, "float32"),
+        ("bfloat16", True, False, "float32"),  # bf16 autocast fails on the CPU
+        ("auto", False, True, "bfloat16"),
+        ("auto", False, False, "float32"),  # e.g. a V100
+        ("float16", False, True, "float16"),
+        ("float32", False, True, "float32"),
+    ],
+)
+def test_mixed_precision(dtype, cpu, bf16_supported, expected):
+    from deepresearcher.train.grpo import mixed_precision
+
+    assert mixed_precision(dtype, cpu=cpu, bf16_supported=bf16_supported) == expected
+
+
+def test_cpu_training_never_asks_for_mixed_precision():
+    pytest.importorskip("trl")
+    from deepresearcher.train.grpo import trl_config
+
+    config = trl_config(load_recipe("quickstart-cpu", ["run.report_to=[]", "backend.dtype=auto"]))
+    assert not config.bf16 and not config.fp16

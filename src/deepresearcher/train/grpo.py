@@ -55,6 +55,16 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir))
 
 
+def mixed_precision(dtype: str, *, cpu: bool, bf16_supported: bool) -> str:
+    """The precision GRPO trains in: float32 on the CPU (bf16 autocast fails there); on GPUs
+    the recipe's dtype, with ``auto`` meaning bfloat16 where the GPU supports it."""
+    if cpu:
+        return "float32"
+    if dtype == "auto":
+        return "bfloat16" if bf16_supported else "float32"
+    return dtype
+
+
 def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
     """The ``GRPOConfig`` of a recipe. One optimizer step per rollout batch: the step's
     ``questions_per_step × rollouts_per_question`` completions are generated once, then used for
@@ -79,6 +89,9 @@ def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cpu = device == "cpu"
+    precision = mixed_precision(
+        backend.dtype, cpu=cpu, bf16_supported=(not cpu) and torch.cuda.is_bf16_supported()
+    )
     report_to = list(run.report_to)
     if "wandb" in report_to and not os.environ.get("WANDB_API_KEY") and not os.environ.get(
             "WANDB_MODE"):
@@ -114,8 +127,8 @@ def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
         save_total_limit=run.save_total_limit,
         report_to=report_to or "none",
         use_cpu=cpu,
-        bf16=(not cpu) and backend.dtype == "bfloat16",
-        fp16=(not cpu) and backend.dtype == "float16",
+        bf16=precision == "bfloat16",
+        fp16=precision == "float16",
         activation_checkpointing=backend.gradient_checkpointing and not cpu,
         use_vllm=backend.use_vllm,
         vllm_mode=backend.vllm_mode,

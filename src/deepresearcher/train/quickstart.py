@@ -295,6 +295,8 @@ class Quickstart:
                 f"run.output_dir={self.grpo_dir}",
                 f"run.seed={s.seed}",
                 f"backend.device={s.device}",
+                # float32 on the CPU; bfloat16 where a GPU supports it
+                *(["backend.dtype=auto"] if s.device != "cpu" else []),
             ]
             self._recipe = load_recipe(s.recipe, filled + list(s.overrides))
             self._recipe.agent = self._recipe.agent.model_copy(update={"seed": None})
