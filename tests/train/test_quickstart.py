@@ -264,23 +264,29 @@ def test_an_unknown_device_fails_before_any_work(tmp_path):
     assert not (tmp_path / "q" / "world").exists()
 
 
-def test_cli_settings_for_a_base_model():
+def test_a_base_model_gets_fine_tuning_learning_rates():
     from deepresearcher.cli.quickstart import quickstart_settings
-    from deepresearcher.train.quickstart import BASE_MODEL_SFT_LR
+    from deepresearcher.train.quickstart import BASE_MODEL_SFT_LR, TINY_SFT_LR
 
     common = dict(seed=1, fast=False, device="cuda", sft_steps=None, sft_lr=None)
     tiny = quickstart_settings(base_model=None, overrides=["grpo.max_steps=3"], **common)
-    assert tiny.sft_lr == QuickstartSettings().sft_lr and tiny.overrides == ("grpo.max_steps=3",)
+    assert tiny.effective_sft_lr == TINY_SFT_LR and tiny.overrides == ("grpo.max_steps=3",)
     assert tiny.device == "cuda" and tiny.base_model is None
-    base = quickstart_settings(base_model="Qwen/Qwen2.5-0.5B-Instruct", overrides=[], **common)
-    assert base.sft_lr == BASE_MODEL_SFT_LR
-    recipe = Quickstart("unused", base).recipe()
-    assert recipe.grpo.learning_rate == 1e-6 and recipe.backend.device == "cuda"
-    assert recipe.backend.dtype == "auto"  # bfloat16 where the GPU supports it
+    assert Quickstart("unused", tiny).recipe().grpo.learning_rate == 5e-4
+    # The same defaults from the command line and from Python.
+    for base in (
+        quickstart_settings(base_model="Qwen/Qwen2.5-0.5B-Instruct", overrides=[], **common),
+        QuickstartSettings(base_model="Qwen/Qwen2.5-0.5B-Instruct", device="cuda"),
+    ):
+        assert base.effective_sft_lr == BASE_MODEL_SFT_LR
+        assert base.to_json()["sft_lr"] == BASE_MODEL_SFT_LR  # what the report and stage key see
+        recipe = Quickstart("unused", base).recipe()
+        assert recipe.grpo.learning_rate == 1e-6 and recipe.backend.device == "cuda"
+        assert recipe.backend.dtype == "auto"  # bfloat16 where the GPU supports it
     assert Quickstart("unused", QuickstartSettings()).recipe().backend.dtype == "float32"
     # What the user says wins over the base model's defaults.
     mine = quickstart_settings(
         base_model="m", overrides=["grpo.learning_rate=3e-6"], **{**common, "sft_lr": 2e-5}
     )
-    assert mine.sft_lr == 2e-5
+    assert mine.effective_sft_lr == 2e-5
     assert Quickstart("unused", mine).recipe().grpo.learning_rate == 3e-6

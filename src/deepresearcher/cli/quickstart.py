@@ -172,29 +172,18 @@ def quickstart_settings(
     sft_lr: float | None,
     overrides: list[str],
 ) -> Any:
-    """The run's settings from the command line: a pretrained base model gets fine-tuning
-    learning rates (SFT 1e-5, GRPO 1e-6) unless ``--sft-lr`` or ``grpo.learning_rate=`` says
-    otherwise."""
-    from deepresearcher.train.quickstart import (
-        BASE_MODEL_OVERRIDES,
-        BASE_MODEL_SFT_LR,
-        QuickstartSettings,
-        fast_settings,
-    )
+    """The run's settings from the command line (what is not given keeps its default: a base
+    model's learning rates are the library's, see ``QuickstartSettings``)."""
+    from deepresearcher.train.quickstart import QuickstartSettings, fast_settings
 
-    changes: dict[str, Any] = {"seed": seed, "device": device}
-    given = list(overrides)
-    if base_model:
-        changes["base_model"] = base_model
-        changes["sft_lr"] = BASE_MODEL_SFT_LR
-        given = list(BASE_MODEL_OVERRIDES) + given  # later overrides win
+    changes: dict[str, Any] = {
+        "seed": seed, "device": device, "base_model": base_model, "sft_lr": sft_lr
+    }
     if sft_steps is not None:
         changes["sft_steps"] = sft_steps
-    if sft_lr is not None:
-        changes["sft_lr"] = sft_lr
     if fast:
-        return fast_settings(**changes, overrides=tuple(given))
-    return QuickstartSettings(**changes, overrides=tuple(given))
+        return fast_settings(**changes, overrides=tuple(overrides))
+    return QuickstartSettings(**changes, overrides=tuple(overrides))
 
 
 def _summary(stage: str, data: dict[str, Any], seconds: float) -> str:

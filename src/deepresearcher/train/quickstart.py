@@ -46,6 +46,11 @@ STAGE_TITLES = {
     "report": "report",
 }
 SINGLE_HOP = ("single_hop",)
+TINY_SFT_LR = 3e-3
+# Starting from a pretrained model: fine-tuning learning rates instead of the tiny model's (the
+# GRPO one is the paper's), unless set. Suggested defaults, not tuned on this project's hardware.
+BASE_MODEL_SFT_LR = 1e-5
+BASE_MODEL_OVERRIDES = ("grpo.learning_rate=1e-6",)
 
 EventSink = Callable[[str, dict[str, Any]], None]  # (kind, data)
 
@@ -72,7 +77,7 @@ class QuickstartSettings:
     init_std: float = 0.1
     # SFT warm start (short on purpose: RL must have room to improve)
     sft_steps: int = 300
-    sft_lr: float = 3e-3
+    sft_lr: float | None = None  # None: 3e-3 for the tiny model, 1e-5 for a base model
     sft_batch: int = 4
     sft_max_length: int = 1536
     # where SFT, the evaluations and GRPO run: "cpu", "cuda", or "auto" (CUDA when available)
@@ -82,8 +87,15 @@ class QuickstartSettings:
     overrides: tuple[str, ...] = ()
     fast: bool = False
 
+    @property
+    def effective_sft_lr(self) -> float:
+        if self.sft_lr is not None:
+            return self.sft_lr
+        return BASE_MODEL_SFT_LR if self.base_model else TINY_SFT_LR
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["sft_lr"] = self.effective_sft_lr
         data["question_types"] = list(self.question_types)
         data["overrides"] = list(self.overrides)
         return data
@@ -102,10 +114,6 @@ _STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
 FAST = dict(entities=150, eval_questions=24, sft_steps=150, train_questions=96)
 FAST_OVERRIDES = ("grpo.max_steps=6", "grpo.questions_per_step=4", "grpo.rollouts_per_question=4")
 
-# Starting from a pretrained model: fine-tuning learning rates instead of the tiny model's (the
-# GRPO one is the paper's). Suggested defaults, not tuned on this project's hardware.
-BASE_MODEL_SFT_LR = 1e-5
-BASE_MODEL_OVERRIDES = ("grpo.learning_rate=1e-6",)
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -297,6 +305,7 @@ class Quickstart:
                 f"backend.device={s.device}",
                 # float32 on the CPU; bfloat16 where a GPU supports it
                 *(["backend.dtype=auto"] if s.device != "cpu" else []),
+                *(BASE_MODEL_OVERRIDES if s.base_model else ()),
             ]
             self._recipe = load_recipe(s.recipe, filled + list(s.overrides))
             self._recipe.agent = self._recipe.agent.model_copy(update={"seed": None})
@@ -454,7 +463,7 @@ class Quickstart:
             self.model_source,
             self.sft_dir,
             max_steps=s.sft_steps,
-            lr=s.sft_lr,
+            lr=s.effective_sft_lr,
             batch_size=s.sft_batch,
             max_length=s.sft_max_length,
             seed=s.seed,
