@@ -86,6 +86,14 @@ def test_from_pretrained_loads_a_saved_model(tiny_model_dir):
     assert len(gen.token_ids) == 12 and gen.finish_reason == "length"
 
 
+def test_auto_device_is_cuda_when_available_else_cpu(tiny_model_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    policy = HFPolicy.from_pretrained(tiny_model_dir, device="auto")
+    assert next(policy.model.parameters()).device.type == "cpu"
+
+
 def test_missing_model_path_is_model_not_found(tmp_path):
     with pytest.raises(PolicyError) as info:
         HFPolicy.from_pretrained(tmp_path / "no-such-model")

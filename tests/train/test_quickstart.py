@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("matplotlib")
 
-from deepresearcher.errors import ConfigError
+from deepresearcher.errors import ConfigError, PolicyError
 from deepresearcher.train.quickstart import (
     STAGES,
     Quickstart,
@@ -254,8 +254,9 @@ def test_a_base_model_without_a_chat_template_is_refused(tiny_model_dir, tmp_pat
     with pytest.raises(ConfigError, match="no chat template"):
         Quickstart(tmp_path / "qs", settings).run()
     missing = fast_settings(**{**TINY, "base_model": str(tmp_path / "nope")})
-    with pytest.raises(Exception, match="nope"):
+    with pytest.raises(PolicyError, match="nope") as raised:
         Quickstart(tmp_path / "qs2", missing).run()
+    assert raised.value.kind == "model_not_found"
 
 
 def test_an_unknown_device_fails_before_any_work(tmp_path):

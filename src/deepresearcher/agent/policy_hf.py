@@ -134,7 +134,8 @@ class HFPolicy:
         max_wait_ms: float = 5,
         logits_processor: Sequence[Any] | None = None,
     ) -> HFPolicy:
-        """Load a model and its tokenizer (a local directory or a Hub repo id) onto ``device``.
+        """Load a model and its tokenizer (a local directory or a Hub repo id) onto ``device``
+        (``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``: CUDA when available).
 
         ``dtype``: ``"auto"`` (the checkpoint's own dtype), or a torch dtype name such as
         ``"float32"``/``"bfloat16"``. Raises ``PolicyError(kind="model_not_found")`` when the model
@@ -156,6 +157,8 @@ class HFPolicy:
             model: Any = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
         except (OSError, ValueError) as exc:
             raise model_not_found(name, exc) from exc
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
         model.eval()
         return cls(

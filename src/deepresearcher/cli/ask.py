@@ -72,7 +72,7 @@ def ask(
                                       help="Sampling temperature (0 = greedy)."),
     date: str | None = typer.Option(None, "--date", help="Date in the system prompt (YYYY-MM-DD)."),
     context_window: int | None = typer.Option(None, "--context-window", min=1),
-    device: str = typer.Option("cpu", "--device", help="Device for a local model."),
+    device: str = typer.Option("cpu", "--device", help="Device for a local model: cpu, cuda, cuda:1, ... or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the full trajectory as JSON."),
 ) -> None:
     """Research a question: search, browse, reason, answer, live."""

@@ -90,7 +90,7 @@ def run(
                                     help="Date in the system prompt (default: today, kept on "
                                     "resume)."),
     context_window: int | None = typer.Option(None, "--context-window", min=1),
-    device: str = typer.Option("cpu", "--device", help="Device for a local model."),
+    device: str = typer.Option("cpu", "--device", help="Device for a local model: cpu, cuda, cuda:1, ... or auto."),
     concurrency: int = typer.Option(32, "--concurrency", "-c", min=1,
                                     help="Episodes in flight at once."),
     judge_model: str | None = typer.Option(None, "--judge-model",

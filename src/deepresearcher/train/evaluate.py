@@ -133,11 +133,8 @@ def evaluate_model(
 ) -> tuple[EvalMetrics, list[Trajectory]]:
     """:func:`evaluate_policy` for a saved model directory, loaded with transformers on ``device``
     ("cpu", "cuda", or "auto": CUDA when available)."""
-    from deepresearcher.agent.policy import import_torch
     from deepresearcher.agent.policy_hf import HFPolicy
 
-    if device == "auto":
-        device = "cuda" if import_torch().cuda.is_available() else "cpu"
     policy = HFPolicy.from_pretrained(
         model,
         context_window=config.context_window,
