@@ -125,6 +125,35 @@ def test_a_second_run_reuses_every_finished_stage(tiny):
     assert ran == ["sft", "eval_before", "grpo", "eval_after", "report"]
 
 
+def test_progress_outside_a_terminal_is_one_line_per_event(tiny):
+    """In a log file or a pipe the CLI prints plain lines as the run goes (live bars render only
+    at the end there, cut to 80 columns): a start and a result line per stage, in order, and a
+    line per GRPO step."""
+    import io
+
+    from rich.console import Console
+
+    from deepresearcher.cli.quickstart import PlainStages
+    from deepresearcher.train.quickstart import STAGE_TITLES
+
+    _, _, events, _ = tiny
+    sink = io.StringIO()
+    console = Console(file=sink, width=80)
+    assert not console.is_terminal
+    with PlainStages(console) as stages:
+        for kind, data in events:
+            stages.on_event(kind, data)
+    lines = sink.getvalue().splitlines()
+    assert all(len(line) > 0 and "…" not in line for line in lines)
+    done = [next(i for i, line in enumerate(lines) if f"{STAGE_TITLES[s]}: done" in line)
+            for s in STAGES]
+    assert done == sorted(done)
+    assert any("eval before RL: done, F1 " in line for line in lines)
+    steps = [line for line in lines if "grpo step" in line]
+    assert len(steps) == len([k for k, _ in events if k == "grpo_step"]) > 0
+    assert "(1/2)" in steps[0]
+
+
 def test_refuses_a_folder_that_is_not_a_quickstart(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not a quickstart"):

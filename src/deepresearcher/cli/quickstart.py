@@ -51,13 +51,6 @@ def quickstart(
     CPU, and report held-out answer F1 before and after RL (report.md, report.json, a reward-curve
     PNG and the evaluation trajectories in --out)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
     from rich.table import Table
 
     from deepresearcher.cli.common import quiet_hf
@@ -74,56 +67,9 @@ def quickstart(
         sft_lr=sft_lr,
         overrides=overrides or [],
     )
-    columns = (
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    with Progress(*columns, console=console) as bar:
-        tasks: dict[str, Any] = {}
-
-        def task(stage: str) -> Any:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(STAGE_TITLES[stage], total=None, info="")
-            return tasks[stage]
-
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            stage = data.get("stage", "grpo")
-            if kind == "stage_start":
-                task(stage)
-            elif kind == "stage_skip":
-                bar.update(task(stage), total=1, completed=1, info="done before (reused)")
-            elif kind == "stage_end":
-                current = bar.tasks[task(stage)]
-                total = current.total or 1
-                bar.update(
-                    task(stage),
-                    total=total,
-                    completed=total,
-                    info=_summary(stage, data.get("data", {}), data["seconds"]),
-                )
-            elif kind == "progress":
-                info = f"loss {data['loss']:.3f}" if data.get("loss") is not None else None
-                bar.update(
-                    task(stage),
-                    total=data.get("total") or None,
-                    completed=data.get("completed", 0),
-                    **({"info": info} if info else {}),
-                )
-            elif kind == "grpo_step":
-                line = (
-                    f"step {data['step']:>3}  reward {data.get('reward', float('nan')):+.3f}  "
-                    f"F1 {data.get('rollout/f1', float('nan')):.3f}  format errors "
-                    f"{data.get('rollout/format_error_rate', float('nan')):.0%}"
-                )
-                bar.update(
-                    task("grpo"), total=data.get("total") or None, completed=data["step"], info=line
-                )
-                console.print(f"  grpo {line}", highlight=False)
-
-        result = Quickstart(out, settings, on_event=on_event, resume=resume).run()
+    stages: Any = LiveStages(console) if console.is_terminal else PlainStages(console)
+    with stages:
+        result = Quickstart(out, settings, on_event=stages.on_event, resume=resume).run()
 
     before, after = result.before, result.after
     table = Table(
@@ -184,6 +130,119 @@ def quickstart_settings(
     if fast:
         return fast_settings(**changes, overrides=tuple(overrides))
     return QuickstartSettings(**changes, overrides=tuple(overrides))
+
+
+def _grpo_line(data: dict[str, Any]) -> str:
+    return (
+        f"step {data['step']:>3}  reward {data.get('reward', float('nan')):+.3f}  "
+        f"F1 {data.get('rollout/f1', float('nan')):.3f}  format errors "
+        f"{data.get('rollout/format_error_rate', float('nan')):.0%}"
+    )
+
+
+class LiveStages:
+    """Progress on a terminal: one live bar per stage, a printed line per GRPO step."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.bar = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> LiveStages:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def _task(self, stage: str) -> Any:
+        from deepresearcher.train.quickstart import STAGE_TITLES
+
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(STAGE_TITLES[stage], total=None, info="")
+        return self.tasks[stage]
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        stage = data.get("stage", "grpo")
+        bar = self.bar
+        if kind == "stage_start":
+            self._task(stage)
+        elif kind == "stage_skip":
+            bar.update(self._task(stage), total=1, completed=1, info="done before (reused)")
+        elif kind == "stage_end":
+            total = bar.tasks[self._task(stage)].total or 1
+            bar.update(self._task(stage), total=total, completed=total,
+                       info=_summary(stage, data.get("data", {}), data["seconds"]))
+        elif kind == "progress":
+            info = f"loss {data['loss']:.3f}" if data.get("loss") is not None else None
+            bar.update(self._task(stage), total=data.get("total") or None,
+                       completed=data.get("completed", 0), **({"info": info} if info else {}))
+        elif kind == "grpo_step":
+            line = _grpo_line(data)
+            bar.update(self._task("grpo"), total=data.get("total") or None,
+                       completed=data["step"], info=line)
+            self.console.print(f"  grpo {line}", highlight=False)
+
+
+class PlainStages:
+    """Progress into a log file or a pipe (no live bars there): a line when a stage starts, a
+    line with its result when it ends, one per GRPO step, and the SFT loss every quarter."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.started = 0.0
+        self.quarter: dict[str, int] = {}
+
+    def __enter__(self) -> PlainStages:
+        import time
+
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def _print(self, text: str) -> None:
+        import time
+
+        clock = time.perf_counter() - self.started
+        self.console.print(f"[{clock:6.0f} s] {text}", highlight=False, soft_wrap=True)
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        from deepresearcher.train.quickstart import STAGE_TITLES
+
+        stage = data.get("stage", "grpo")
+        title = STAGE_TITLES.get(stage, stage)
+        if kind == "stage_start":
+            self._print(f"{title}: started")
+        elif kind == "stage_skip":
+            self._print(f"{title}: done before (reused)")
+        elif kind == "stage_end":
+            self._print(f"{title}: done, {_summary(stage, data.get('data', {}), data['seconds'])}")
+        elif kind == "grpo_step":
+            total = data.get("total")
+            self._print(f"grpo {_grpo_line(data)}" + (f"  ({data['step']}/{total})" if total else ""))
+        elif kind == "progress" and data.get("total") and data.get("loss") is not None:
+            quarter = 4 * int(data.get("completed", 0)) // int(data["total"])
+            if quarter > self.quarter.get(stage, 0) and quarter < 4:
+                self.quarter[stage] = quarter
+                self._print(f"{title}: {data['completed']}/{data['total']}  "
+                            f"loss {data['loss']:.3f}")
 
 
 def _summary(stage: str, data: dict[str, Any], seconds: float) -> str:
