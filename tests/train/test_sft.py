@@ -60,8 +60,15 @@ def test_examples_count_what_they_leave_out(trajectories):
     row = rows[0]
     assert len(row["input_ids"]) == len(row["assistant_masks"]) and sum(row["assistant_masks"]) > 0
 
+    assert stats.warning() is None and stats.longest == max(len(r["input_ids"]) for r in rows)
+
     cut, cut_stats = sft_examples(items, max_length=700)
     assert cut_stats.truncated == cut_stats.used and all(len(r["input_ids"]) <= 700 for r in cut)
+    # The cut cost every assistant token after position 700: counted, and said.
+    assert cut_stats.cut_loss_tokens == stats.loss_tokens - cut_stats.loss_tokens > 0
+    warning = cut_stats.warning()
+    assert warning and f"{cut_stats.truncated} rows were cut at 700 tokens" in warning
+    assert f"the longest has {stats.longest:,}" in warning and "--max-length" in warning
     _, dropped = sft_examples(items, max_length=700, too_long="drop")
     assert dropped.dropped_too_long == cut_stats.truncated and dropped.used == 0
     _, everything = sft_examples(items, statuses=None)
@@ -203,6 +210,8 @@ def test_sft_command_trains_and_reports(trajectories, tiny_model_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "trained 3 steps" in result.stdout and (out / "model.safetensors").is_file()
+    assert "loss –" not in result.stdout  # fewer steps than the logging interval: still a loss
+    assert "warning:" in result.output and "not trained on" in result.output
 
     result = CliRunner().invoke(
         app,

@@ -240,6 +240,9 @@ def sft(
         )  # type: ignore[arg-type]
     out_console = Console()
     out_console.print(f"data: {result.data.summary()}", highlight=False)
+    warning = result.data.warning()
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     first = f"{result.first_loss:.3f}" if result.first_loss is not None else "–"
     last = f"{result.last_loss:.3f}" if result.last_loss is not None else "–"
     out_console.print(

@@ -42,6 +42,9 @@ class SFTDataStats:
     truncated: int = 0  # cut to max_length with ``too_long="truncate"``
     tokens: int = 0  # tokens in the dataset
     loss_tokens: int = 0  # of which trained on
+    longest: int = 0  # the longest accepted row before any cut
+    cut_loss_tokens: int = 0  # assistant tokens lost to cuts (later turns, answers)
+    max_length: int | None = None
 
     def summary(self) -> str:
         """One line for logs: how many were used and why the others were not."""
@@ -60,6 +63,18 @@ class SFTDataStats:
         parts.append(f"{self.loss_tokens:,}/{self.tokens:,} tokens trained on")
         return "; ".join(parts)
 
+    def warning(self) -> str | None:
+        """What the cuts cost, when they cost assistant tokens: the turns after the cut (the
+        answer among them) are never trained on."""
+        if not self.cut_loss_tokens:
+            return None
+        return (
+            f"{self.truncated} rows were cut at "
+            f"{self.max_length:,} tokens (the longest has {self.longest:,}): "
+            f"{self.cut_loss_tokens:,} assistant tokens after the cut (later turns, answers) are "
+            "not trained on; raise --max-length, or leave long rows out with --drop-long"
+        )
+
 
 def sft_examples(
     trajectories: Iterable[Trajectory],
@@ -75,7 +90,7 @@ def sft_examples(
     """
     if too_long not in ("truncate", "drop"):
         raise ConfigError(f"too_long must be truncate or drop, not {too_long!r}")
-    stats = SFTDataStats()
+    stats = SFTDataStats(max_length=max_length)
     rows: list[dict[str, list[int]]] = []
     for t in trajectories:
         stats.trajectories += 1
@@ -96,10 +111,12 @@ def sft_examples(
             )
         ids = list(tokens.prompt_ids) + list(tokens.completion_ids)
         mask = [0] * len(tokens.prompt_ids) + [1 if m else 0 for m in tokens.loss_mask]
+        stats.longest = max(stats.longest, len(ids))
         if max_length is not None and len(ids) > max_length:
             if too_long == "drop":
                 stats.dropped_too_long += 1
                 continue
+            stats.cut_loss_tokens += sum(mask[max_length:])
             ids, mask = ids[:max_length], mask[:max_length]
             stats.truncated += 1
         if not any(mask):
@@ -269,7 +286,8 @@ def build_sft_trainer(
         warmup_steps=warmup,  # a fraction of the steps when below 1
         weight_decay=weight_decay,
         lr_scheduler_type=lr_scheduler,
-        logging_steps=logging_steps,
+        # A run shorter than the logging interval still logs its loss once.
+        logging_steps=min(logging_steps, max_steps) if max_steps and max_steps > 0 else logging_steps,
         seed=seed,
         data_seed=seed,
         # Rows are already cut to max_length (and counted); TRL's own cut is then a no-op.
