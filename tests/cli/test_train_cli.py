@@ -45,3 +45,42 @@ def test_usage_errors_are_one_message_not_a_traceback():
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr, (args, result.stderr)
         assert "Usage:" in result.stderr or "Error" in result.stderr, (args, result.stderr)
+
+
+def test_step_rows_keep_steps_and_evaluations_only():
+    from deepresearcher.train.grpo import step_row
+
+    logs = {"reward": -0.5, "rollout/f1": 0.25, "kl": 0.01, "loss": 0.3, "flag": True}
+    assert step_row(logs, 3) == {"step": 3, "mode": "train", "reward": -0.5,
+                                 "rollout/f1": 0.25, "kl": 0.01}
+    assert step_row({"eval_reward": 0.1, "eval_rollout/f1": 0.4}, 10) == {
+        "step": 10, "mode": "eval", "reward": 0.1, "rollout/f1": 0.4}
+    assert step_row({"train_runtime": 50.0, "train_loss": 0.0}, 4) is None
+
+
+def test_step_lines_show_progress_time_split_and_eta():
+    import io
+
+    from rich.console import Console
+
+    from deepresearcher.cli.train import StepLines
+
+    sink = io.StringIO()
+    lines = StepLines(Console(file=sink, width=200))
+    now = iter([100.0, 130.0, 160.0, 190.0])
+    lines.clock = lambda: next(now)
+    lines.started = lines.clock()
+    row = {"mode": "train", "total": 10, "reward": -0.25, "rollout/f1": 0.5,
+           "rollout/format_error_rate": 0.125, "step_time": 30.0, "time/generation": 20.0,
+           "time/tools": 2.5}
+    lines({**row, "step": 5})  # a run resumed from checkpoint-4: its first step is 5
+    lines({**row, "step": 6})
+    lines({"mode": "eval", "step": 6, "reward": 0.5, "rollout/f1": 0.75})
+    lines({**row, "step": 10})
+    out = sink.getvalue().splitlines()
+    assert out[0].startswith("step    5/10  reward -0.250  F1 0.500  format errors 12%")
+    assert "30.0 s (generation 20.0, tools 2.5)" in out[0]
+    assert out[0].endswith("ETA 2 min 30 s")  # 30 s for 1 step since the resume, 5 to go
+    assert out[1].endswith("ETA 2 min 00 s")
+    assert out[2] == "eval at step 6: reward +0.500  F1 0.750"
+    assert "ETA" not in out[3]

@@ -60,6 +60,11 @@ def test_a_run_trains_logs_and_saves(setup):
     proc = train(write_recipe(root, model, "full", steps=4))
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
+    # One line per step with its numbers, instead of transformers' log dicts.
+    lines = [line for line in output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"], output
+    assert all("reward " in line and "format errors" in line for line in lines)
+    assert "ETA" in lines[0] and "{'loss'" not in output
     run = root / "full"
     assert (run / "final" / "config.json").is_file() and (run / "recipe.yaml").is_file()
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
@@ -97,6 +102,11 @@ def test_killed_run_resumes_with_the_same_data_order(setup):
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     assert "resumed from" in out and "checkpoint-" in out
+    assert "resuming from" in out.splitlines()[0] + out.splitlines()[1]
+    # The tied output embedding is not reported as a key missing from the checkpoint.
+    assert "missing keys" not in out
+    steps = [line.split()[1] for line in out.splitlines() if line.startswith("step ")]
+    assert steps and steps[-1] == "6/6" and steps[0] != "1/6"
     assert step_questions(root / "killed") == step_questions(root / "ref")
     state = json.loads((root / "killed" / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6

@@ -28,12 +28,87 @@ def train(
     if dry_run:
         console.print(dump_recipe(config), highlight=False, markup=False)
         return
+    import warnings
+
     from deepresearcher.cli.common import quiet_hf
-    from deepresearcher.train.grpo import run_grpo
+    from deepresearcher.train.grpo import last_checkpoint, run_grpo
 
     quiet_hf()
-    result = run_grpo(config, resume=resume)
+    for module in ("transformers", "trl", "accelerate"):  # their own deprecations, not the user's
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+    checkpoint = last_checkpoint(config.run.output_dir) if resume else None
+    console.print(
+        f"GRPO: recipe {config.name}, model {config.model}, output {config.run.output_dir}"
+        + (f", resuming from {checkpoint}" if checkpoint else ""),
+        highlight=False,
+    )
+    lines = StepLines(console)
+    result = run_grpo(config, resume=resume, on_step=lines)
     where = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
     console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s{where}; "
                   f"model in {result.output_dir / 'final'}, TensorBoard logs in "
                   f"{result.output_dir / 'runs'}")
+
+
+class StepLines:
+    """One line per GRPO step (and per evaluation) with the numbers that say whether training
+    works, the step's time split, and the time left; the same in a terminal and in a log."""
+
+    def __init__(self, console: Console) -> None:
+        import time
+
+        self.console = console
+        self.clock = time.perf_counter
+        self.started = self.clock()
+        self.first_step: int | None = None
+
+    def __call__(self, row: dict) -> None:
+        step, total = row["step"], row.get("total")
+        if row.get("mode") == "eval":
+            self.console.print(f"eval at step {step}: {self.metrics(row)}", highlight=False)
+            return
+        if self.first_step is None:
+            self.first_step = step - 1  # a resumed run starts after its checkpoint
+        done = step - self.first_step
+        elapsed = self.clock() - self.started
+        progress = f"step {step:>4}" + (f"/{total}" if total else "")
+        timing = ""
+        if "step_time" in row:
+            timing = f"  {row['step_time']:.1f} s"
+            if "time/generation" in row and "time/tools" in row:
+                timing += (f" (generation {row['time/generation']:.1f}, "
+                           f"tools {row['time/tools']:.1f})")
+        eta = ""
+        if total and done > 0 and total > step:
+            eta = f"  ETA {_duration(elapsed / done * (total - step))}"
+        self.console.print(f"{progress}  {self.metrics(row)}{timing}{eta}", highlight=False,
+                           soft_wrap=True)
+
+    @staticmethod
+    def metrics(row: dict) -> str:
+        parts = []
+        if "reward" in row:
+            parts.append(f"reward {row['reward']:+.3f}")
+        if "rollout/f1" in row:
+            parts.append(f"F1 {row['rollout/f1']:.3f}")
+        if "rollout/format_error_rate" in row:
+            parts.append(f"format errors {row['rollout/format_error_rate']:.0%}")
+        if "rollout/turns" in row:
+            parts.append(f"turns {row['rollout/turns']:.1f}")
+        if "kl" in row:
+            parts.append(f"KL {row['kl']:.4f}")
+        if "tools/search_cache_hit_rate" in row:
+            parts.append(f"cache hits {row['tools/search_cache_hit_rate']:.0%}")
+        return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

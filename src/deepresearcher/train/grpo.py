@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,57 @@ class TrainResult:
     resumed_from: str | None
     seconds: float
     log_history: list[dict[str, Any]]
+
+
+# What a step line and the quickstart's report keep of a training log entry.
+STEP_KEYS = (
+    "reward", "reward_std", "rollout/f1", "rollout/em", "rollout/format_error_rate",
+    "rollout/answered_rate", "rollout/turns", "rollout/search_calls", "rollout/browse_calls",
+    "kl", "entropy", "completions/mean_length", "step_time", "time/generation", "time/tools",
+    "tools/search_cache_hit_rate",
+)
+
+StepSink = Callable[[dict[str, Any]], None]
+
+
+def step_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
+    """The numbers of one training log entry (``None`` for entries that are not a GRPO step:
+    evaluation, the end-of-training summary); evaluation entries become ``eval`` rows with the
+    ``eval_`` prefix dropped."""
+    evaluation = "eval_reward" in logs
+    if "reward" not in logs and not evaluation:
+        return None
+    prefix = "eval_" if evaluation else ""
+    row: dict[str, Any] = {"step": int(step), "mode": "eval" if evaluation else "train"}
+    for key in STEP_KEYS:
+        value = logs.get(prefix + key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            row[key] = float(value)
+    return row
+
+
+def step_callback(sink: StepSink, *, replace_printers: bool = True) -> Any:
+    """A ``TrainerCallback`` that hands every GRPO step (and evaluation) to ``sink`` as a
+    :func:`step_row`. With ``replace_printers`` the trainer's own progress bar and log-dict prints
+    are to be removed (:func:`quiet_trainer`), since the caller draws its progress."""
+    from transformers import TrainerCallback
+
+    class StepCallback(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kwargs: Any) -> None:
+            row = step_row(logs or {}, state.global_step)
+            if row is not None:
+                sink({**row, "total": int(state.max_steps or 0) or None})
+
+    return StepCallback()
+
+
+def quiet_trainer(trainer: Any) -> None:
+    """Remove transformers' tqdm bar and log-dict printer (a caller with its own progress)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
 
 
 def load_questions(path: Path, limit: int | None = None) -> Any:
@@ -189,16 +242,45 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     return trainer, rollout
 
 
-def run_grpo(recipe: Recipe, *, resume: bool = True) -> TrainResult:
+class _TiedHeadNotice(logging.Filter):
+    """Resuming a model with tied input/output embeddings, transformers' trainer reports the
+    output embedding as a missing checkpoint key (it is saved once, as the input embedding).
+    Drop that report when the two really are one tensor; keep every other missing key."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("There were missing keys in the checkpoint model loaded:"):
+            return True
+        head, inputs = self.model.get_output_embeddings(), self.model.get_input_embeddings()
+        tied = head is not None and inputs is not None and head.weight is inputs.weight
+        return not (tied and message.rstrip(".").endswith("['lm_head.weight']"))
+
+
+def run_grpo(recipe: Recipe, *, resume: bool = True,
+             on_step: StepSink | None = None) -> TrainResult:
     """Train; with ``resume`` (the default) continue from the newest checkpoint of the output
-    folder, with the same data order, so a killed run loses at most the steps since it."""
+    folder, with the same data order, so a killed run loses at most the steps since it.
+    ``on_step`` gets every step's :func:`step_row` (then transformers prints nothing itself)."""
     output_dir = Path(recipe.run.output_dir)
     checkpoint = last_checkpoint(output_dir) if resume else None
     trainer, _ = build_trainer(recipe)
+    if on_step is not None:
+        trainer.add_callback(step_callback(on_step))
+        quiet_trainer(trainer)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    notice = _TiedHeadNotice(trainer.accelerator.unwrap_model(trainer.model))
+    trainer_logger = logging.getLogger("transformers.trainer")
+    trainer_logger.addFilter(notice)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        trainer_logger.removeFilter(notice)
     trainer.save_model(str(output_dir / "final"))
     trainer.processing_class.save_pretrained(str(output_dir / "final"))
     history = list(trainer.state.log_history)

@@ -514,9 +514,7 @@ class Quickstart:
         return self._evaluate(self.sft_dir, "eval_before")
 
     def _run_grpo(self) -> dict[str, Any]:
-        from transformers import TrainerCallback
-
-        from deepresearcher.train.grpo import build_trainer
+        from deepresearcher.train.grpo import build_trainer, quiet_trainer, step_callback
         from deepresearcher.train.recipes import dump_recipe
 
         recipe = self.recipe()
@@ -531,41 +529,15 @@ class Quickstart:
         sink = self.on_event
         total = recipe.grpo.max_steps
 
-        class Progress(TrainerCallback):  # type: ignore[misc]
-            def on_log(
-                self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
-            ) -> None:
-                logs = logs or {}
-                if "reward" not in logs:
-                    return
-                row = {"step": int(state.global_step)}
-                for key in (
-                    "reward",
-                    "reward_std",
-                    "rollout/f1",
-                    "rollout/em",
-                    "rollout/format_error_rate",
-                    "rollout/answered_rate",
-                    "rollout/turns",
-                    "rollout/search_calls",
-                    "rollout/browse_calls",
-                    "kl",
-                    "entropy",
-                    "completions/mean_length",
-                    "step_time",
-                    "time/generation",
-                    "time/tools",
-                ):
-                    if key in logs and isinstance(logs[key], int | float):
-                        row[key] = float(logs[key])
-                steps.append(row)
-                sink("grpo_step", {**row, "total": total})
+        def on_step(row: dict[str, Any]) -> None:
+            if row.get("mode") != "train":
+                return
+            row = {k: v for k, v in row.items() if k not in ("mode", "total")}
+            steps.append(row)
+            sink("grpo_step", {**row, "total": total})
 
-        trainer.add_callback(Progress())
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        trainer.remove_callback(ProgressCallback)  # the caller draws its own progress
-        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(step_callback(on_step))
+        quiet_trainer(trainer)  # the caller draws its own progress
         trainer.train()
         trainer.save_model(str(self.grpo_dir / "final"))
         trainer.processing_class.save_pretrained(str(self.grpo_dir / "final"))
