@@ -75,6 +75,28 @@ def test_failed_fetch_kinds(site: WebSiteServer) -> None:
     assert missing.returncode == 3 and "(http_status)" in missing.stderr
 
 
+def test_browse_a_world_page(tmp_path: Path) -> None:
+    from deepresearcher.world import build_world
+
+    build_world(tmp_path / "world", seed=0, entities=40, index=True)
+    record = json.loads(run("world", "question", str(tmp_path / "world"), "--json").stdout)
+    url = record["supporting_urls"][0]
+    result = run("browse", url, "--world", str(tmp_path / "world"), "-q", record["question"],
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)["payload"]
+    assert entry["url"] == url
+    text = " ".join(i["page_summary"] for i in entry["information"])
+    assert record["evidence"][0]["text"] in text  # the page holds the answer's evidence
+    shown = run("browse", url, "--world", str(tmp_path / "world"))
+    assert shown.returncode == 0 and "a local page" in shown.stdout
+
+    missing = run("browse", url.rsplit("/", 1)[0] + "/nowhere", "--world", str(tmp_path / "world"))
+    assert missing.returncode == 3 and "(not_found)" in missing.stderr
+    unplaced = run("browse", url)  # a local page without its world: a usage error with a hint
+    assert unplaced.returncode == 2 and "--world" in unplaced.stderr
+
+
 def test_browse_with_the_llm_reader(site: WebSiteServer) -> None:
     reply = json.dumps({"information": "Ray Lake died on 9 March 2000.", "read_more": False})
     with OpenAICompatServer(models=("reader",), api_key="sk-browse", default_text=reply) as llm:

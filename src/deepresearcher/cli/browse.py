@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
 
 
 def browse(
-    url: str = typer.Argument(..., help="The http(s) URL to read."),
+    url: str = typer.Argument(..., help="The http(s) URL to read, or a local:// page of "
+                              "--world / --index."),
     question: str | None = typer.Option(None, "--question", "-q",
                                         help="The question to read for (default: the title)."),
     sub_question: str | None = typer.Option(None, "--sub-question",
@@ -52,10 +53,20 @@ def browse(
                                   help="Largest page body (after decompression)."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds for the whole fetch."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    world: Path | None = typer.Option(None, "--world",
+                                      help="Read local:// pages of this world (world build)."),
+    index: Path | None = typer.Option(None, "--index",
+                                      help="Read local://corpus/ passages of this index."),
 ) -> None:
     """Fetch one page and show what the browse tool returns for it."""
-    from deepresearcher.agent.build import ToolSettings, build_cache, build_fetcher, build_reader
-    from deepresearcher.errors import FetchError, ReaderError
+    from deepresearcher.agent.build import (
+        ToolSettings,
+        build_cache,
+        build_fetcher,
+        build_reader,
+        build_toolbox,
+    )
+    from deepresearcher.errors import ConfigError, FetchError, ReaderError
     from deepresearcher.protocol.deepresearcher7b import browse_payload, format_payload
     from deepresearcher.tools.usage import ToolUsage, counting
     from deepresearcher.types import BrowseMemory, BrowseResult
@@ -65,10 +76,15 @@ def browse(
         allow_hosts=tuple(allow_host), allow_networks=tuple(allow_network),
         allow_private=allow_private, max_page_bytes=max_bytes, fetch_timeout_s=timeout,
         reader=reader, reader_model=reader_model, reader_base_url=reader_base_url,
-        reader_api_key_env=reader_key_env,
+        reader_api_key_env=reader_key_env, world=world, index=index,
     )
+    local = world is not None or index is not None
+    if url.startswith("local://") and not local:
+        raise ConfigError(f"{url} is a page of a local world or index",
+                          hint="pass --world DIR (deepresearcher world build) or --index DIR")
     shared = build_cache(settings)
-    fetcher = build_fetcher(settings, shared)
+    # The agent's own tools: a world's pages (or an index's passages), else the guarded web.
+    fetcher = build_toolbox(settings).fetcher if local else build_fetcher(settings, shared)
     reading = build_reader(settings, shared)
     usage = ToolUsage()
 
@@ -110,8 +126,10 @@ def browse(
     console = Console(highlight=False)
     console.print(Text.assemble((document.title or "(untitled)", "bold"), f"  {url}"))
     console.print(Text(f"{document.content_type} · {len(document.chunks)} chunks of at most "
-                       f"{chunk_chars:,} characters · {usage.fetch_bytes:,} bytes downloaded"
-                       f"{' (from the cache)' if usage.pages_cached else ''}", style="dim"))
+                       f"{chunk_chars:,} characters · "
+                       + ("a local page" if local else
+                          f"{usage.fetch_bytes:,} bytes downloaded"
+                          f"{' (from the cache)' if usage.pages_cached else ''}"), style="dim"))
     for extract in extracts:
         console.print(Text(f"\npage {extract.page_number}", style="bold magenta"))
         console.print(extract.page_summary)
