@@ -212,6 +212,33 @@ def test_real_local_search_index(tmp_path: Path) -> None:
     )
 
 
+def test_an_index_serves_the_urls_its_search_returns(tmp_path: Path) -> None:
+    """A corpus whose lines carry their own URLs (a world's corpus indexed on its own, a web
+    snapshot): the fetcher of a bare index serves exactly the URLs the index holds."""
+    local_search = pytest.importorskip("deepresearcher.tools.local_search")
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"id": "1", "title": "Glass Harbour", "text": "Glass Harbour has a lighthouse.",
+         "url": "local://wiki/glass-harbour"},
+        {"id": "2", "title": "Ines Marrow", "text": "Ines Marrow kept the light.",
+         "url": "https://example.org/ines"},
+    ]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    local_search.build_index(corpus, tmp_path / "index")
+    index = local_search.LocalSearch.open(tmp_path / "index")
+    fetcher = LocalFetcher(index=index, site="corpus")
+    for query, url in (("lighthouse harbour", "local://wiki/glass-harbour"),
+                       ("Ines Marrow", "https://example.org/ines")):
+        [hit] = asyncio.run(index.search(query, k=1)).hits
+        assert hit.url == url
+        doc = _fetch(fetcher, hit.url)
+        assert doc.url == url and doc.chunks and doc.title in ("Glass Harbour", "Ines Marrow")
+    # What the index does not hold stays unsupported (no web access from a local fetcher).
+    assert _error(fetcher, "https://example.org/other").kind == "unsupported"
+    assert _error(fetcher, "local://wiki/nowhere").kind == "unsupported"
+    assert _error(fetcher, "local://corpus/9").kind == "not_found"
+
+
 def test_concurrent_fetches_of_one_url_share_one_read(
     pages: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

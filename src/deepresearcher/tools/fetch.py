@@ -36,7 +36,8 @@ class PassageSource(Protocol):
 
 class LocalFetcher:
     """Fetches ``local://<site>/<slug>`` pages: ``pages_dir/<slug>.html|.pdf|.txt``, else the
-    page's passages in ``index``.
+    page's passages in ``index``; any other URL only from the index, when it holds passages
+    under that exact URL (a corpus whose lines carry their own ``url``).
 
     Parsed documents are kept in a small LRU cache, and concurrent fetches of one URL (a GRPO group
     of 16 rollouts browsing the same page) share one read.
@@ -74,8 +75,17 @@ class LocalFetcher:
     async def fetch(self, url: str) -> Document:
         """The document at ``url``. Raises :class:`FetchError` (``kind``: unsupported, blocked,
         not_found, extract_failed, error)."""
-        slug = self._slug(url)
-        key = f"{LOCAL_SCHEME}{self.site}/{slug}"
+        try:
+            slug: str | None = self._slug(url)
+        except FetchError as exc:
+            # A URL outside this site (another local site, a web address) is still served when
+            # the index holds passages under it: the index's own search results name them so.
+            if exc.kind != "unsupported" or self.index is None:
+                raise
+            if not await self._index_passages(url):
+                raise
+            slug = None
+        key = f"{LOCAL_SCHEME}{self.site}/{slug}" if slug is not None else url
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -140,8 +150,8 @@ class LocalFetcher:
             )
         return slug
 
-    async def _load(self, key: str, slug: str, url: str) -> Document:
-        path = self._find_file(key, slug)
+    async def _load(self, key: str, slug: str | None, url: str) -> Document:
+        path = self._find_file(key, slug) if slug is not None else None
         if path is not None:
             return await asyncio.to_thread(self._read_file, key, path)
         if self.index is not None:
