@@ -84,3 +84,23 @@ def test_step_lines_show_progress_time_split_and_eta():
     assert out[1].endswith("ETA 2 min 00 s")
     assert out[2] == "eval at step 6: reward +0.500  F1 0.750"
     assert "ETA" not in out[3]
+
+
+def test_every_command_summary_is_one_line():
+    """The command lists of --help show each command's first docstring paragraph as written
+    (typer's rich mode keeps its line breaks): it must be a single line."""
+    import inspect
+
+    import typer
+
+    from deepresearcher.cli.main import app
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            first = inspect.cleandoc(sub.help or "").split("\n\n")[0]
+            yield [*path, name], first
+            yield from walk(sub, [*path, name])
+
+    summaries = list(walk(typer.main.get_command(app), []))
+    assert len(summaries) > 20
+    assert [path for path, first in summaries if "\n" in first or not first] == []

@@ -64,8 +64,9 @@ def convert(
     ] = None,
     hub_split: Annotated[str, typer.Option("--hub-split", help="Hub split to load.")] = "train",
 ) -> None:
-    """Convert a QA dataset (NQ, TriviaQA, HotpotQA, 2Wiki, FlashRAG, Search-R1) to the paper's
-    layout."""
+    """Convert a QA dataset to the paper's parquet layout.
+
+    Formats: NQ, TriviaQA, HotpotQA, 2Wiki, FlashRAG, Search-R1, the paper's own (see docs/data.md)."""
     from deepresearcher.data.paper_format import write_records
     from deepresearcher.data.sources import load_hub, load_qa_file
     from deepresearcher.errors import ConfigError

@@ -22,8 +22,9 @@ def tiny(
     layers: int = typer.Option(2, "--layers", min=1),
     vocab_size: int = typer.Option(2048, "--vocab-size", min=512),
 ) -> None:
-    """A tiny random Qwen2 with a locally trained Qwen2.5-style tokenizer (untrained: it exercises
-    the pipeline; `deepresearcher quickstart` trains one)."""
+    """A tiny random Qwen2 with a locally trained Qwen2.5-style tokenizer.
+
+    Untrained: it exercises the pipeline; `deepresearcher quickstart` trains one."""
     from deepresearcher.cli.common import quiet_hf
     from deepresearcher.models.tiny import build_tiny_qwen2, build_tokenizer
 

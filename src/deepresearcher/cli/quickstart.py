@@ -47,9 +47,11 @@ def quickstart(
         typer.Argument(help="GRPO recipe overrides, key.path=value (e.g. grpo.max_steps=10)."),
     ] = None,
 ) -> None:
-    """Build a fictional world and a tiny model, warm-start it with SFT, train it with GRPO on a
-    CPU, and report held-out answer F1 before and after RL (report.md, report.json, a reward-curve
-    PNG and the evaluation trajectories in --out)."""
+    """World, tiny model, SFT warm start, GRPO and a before/after report, offline on a CPU.
+
+    Builds a fictional world and a tiny model, warm-starts it with SFT, trains it with GRPO, and
+    reports held-out answer F1 before and after RL (report.md, report.json, a reward-curve PNG
+    and the evaluation trajectories in --out)."""
     from rich.console import Console
     from rich.table import Table
 

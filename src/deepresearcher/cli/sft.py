@@ -56,8 +56,10 @@ def expert(
         str | None, typer.Option("--date", help="YYYY-MM-DD in the system prompt (default: today).")
     ] = None,
 ) -> None:
-    """Write expert demonstrations for a world split: real searches and browses, exact format,
-    token ids and loss masks recorded (the input of `deepresearcher sft`)."""
+    """Write expert demonstrations for a world split (the input of `deepresearcher sft`).
+
+    Real searches and browses through the agent loop, in the exact format, with token ids and
+    loss masks recorded."""
     import asyncio
 
     from rich.console import Console
