@@ -94,6 +94,9 @@ def test_report_files_exist_and_parse(tiny):
         "**Gold:**",
     ):
         assert heading in md
+    import re
+
+    assert re.search(r"; loss \d+\.\d{3} -> \d+\.\d{3}\n", md), "SFT losses rounded"
     for name in ("eval_before", "eval_after"):
         lines = (out / "trajectories" / f"{name}.jsonl").read_text().splitlines()
         assert len(lines) == report[name.split("_")[1]]["episodes"]
@@ -227,6 +230,10 @@ def test_report_renders_a_trajectory_readably(tmp_path):
         }
     )
     assert [x.id for x in pick_examples([bad, t])] == ["1", "2"]
+    # All wrong: the longest episode, then a failure of another kind, never one episode twice.
+    wrong = t.model_copy(update={"id": "3", "metrics": {"f1": 0.0, "em": 0.0}, "answer": "1"})
+    assert [x.id for x in pick_examples([wrong, bad])] == ["3", "2"]
+    assert [x.id for x in pick_examples([wrong])] == ["3"]
     text = render_trajectory(t)
     assert "**search**" in text and "**answer:** 1880" in text and "**Gold:** 1880" in text
     plot_curve(

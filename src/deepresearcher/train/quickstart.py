@@ -751,16 +751,18 @@ def plot_curve(steps: list[dict[str, Any]], path: Path) -> None:
 
 
 def pick_examples(trajectories: list[Any], n: int = 2) -> list[Any]:
-    """Two episodes worth reading: the best answered one and a failure (or the next best)."""
+    """Episodes worth reading: the best one, then a failure of another kind than it (when there
+    is one), then the next best; never the same episode twice."""
     ranked = sorted(trajectories, key=lambda t: (-float(t.metrics.get("f1", 0.0)), -len(t.turns)))
     chosen = ranked[:1]
-    failures = [t for t in trajectories if float(t.metrics.get("f1", 0.0)) == 0.0]
-    if failures:
-        chosen.append(failures[0])
+    failures = [t for t in trajectories
+                if float(t.metrics.get("f1", 0.0)) == 0.0 and t.id not in {c.id for c in chosen}]
+    other_kind = [t for t in failures if not chosen or t.status != chosen[0].status]
+    chosen += (other_kind or failures)[:1]
     for t in ranked[1:]:
         if len(chosen) >= n:
             break
-        if t not in chosen:
+        if t.id not in {c.id for c in chosen}:
             chosen.append(t)
     return chosen[:n]
 
@@ -791,6 +793,10 @@ def render_trajectory(t: Any, *, max_chars: int = 700) -> str:
             lines.append(f"   - **format error:** {a.reason}")
             lines.append(f"   - raw turn: `{_one_line(turn.text, 300)}`")
     return "\n".join(lines) + "\n"
+
+
+def _loss(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -859,8 +865,8 @@ def render_markdown(report: dict[str, Any], examples: list[Any]) -> str:
         f"{', '.join(s['question_types'])}; {report['expert']['train_questions']} train, "
         f"{report['expert']['eval_questions']} held-out test",
         f"- SFT: {s['sft_steps']} steps, lr {s['sft_lr']}, batch {s['sft_batch']}, "
-        f"max length {s['sft_max_length']}; loss {report['sft'].get('first_loss')} -> "
-        f"{report['sft'].get('last_loss')}",
+        f"max length {s['sft_max_length']}; loss {_loss(report['sft'].get('first_loss'))} -> "
+        f"{_loss(report['sft'].get('last_loss'))}",
         f"- GRPO: {g['questions_per_step']} questions x {g['rollouts_per_question']} rollouts "
         f"per step, {g['max_steps']} steps, lr {g['learning_rate']} ({g['lr_scheduler']}), "
         f"clip {g['clip']}, KL {g['kl_beta']}, entropy {g['entropy_coef']}, "
