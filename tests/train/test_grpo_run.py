@@ -110,3 +110,60 @@ def test_killed_run_resumes_with_the_same_data_order(setup):
     assert step_questions(root / "killed") == step_questions(root / "ref")
     state = json.loads((root / "killed" / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+
+
+# Two training processes on this CPU (accelerate falls back to gloo and DDP without CUDA): the
+# same contract as on GPUs, where each rank generates and trains on its share of a step.
+TWO_PROCESSES = """
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+mixed_precision: "no"
+use_cpu: false
+rdzv_backend: static
+same_network: true
+main_training_function: main
+"""
+
+
+def test_two_processes_split_a_step_and_log_it_whole(setup):
+    root, model = setup
+    recipe = write_recipe(root, model, "two", steps=2)
+    config = root / "two-processes.yaml"
+    config.write_text(TWO_PROCESSES, encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+         "--main_process_port", "0", "-m", "deepresearcher.cli.main", "train", str(recipe)],
+        capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    run = root / "two"
+    # Both processes trained (one RNG state each), and only the first one printed.
+    assert {p.name for p in (run / "checkpoint-2").glob("rng_state*")} == {
+        "rng_state_0.pth", "rng_state_1.pth"}
+    assert proc.stdout.count("GRPO: recipe") == 1 and "2 processes" in proc.stdout
+    assert [line.split()[1] for line in proc.stdout.splitlines()
+            if line.startswith("step ")] == ["1/2", "2/2"]
+    assert "find_unused_parameters" not in output
+    # The recipe's 2 questions x 4 rollouts is the whole step, split over the processes, and the
+    # step's file holds every episode of both, groups contiguous.
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 4  # 8 completions a step over 2 processes
+    steps = step_questions(run)
+    assert sorted(steps) == [0, 1]
+    for questions in steps.values():
+        assert len(questions) == 8 and len(set(questions)) == 2
+        assert questions[0:4] == [questions[0]] * 4 and questions[4:8] == [questions[4]] * 4
+    # Logged rates count the episodes of both processes.
+    history = [json.loads(x) for x in (run / "log_history.jsonl").read_text().splitlines()]
+    logged = [entry for entry in history if "rollout/format_error_rate" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        episodes = [json.loads(line) for line in (
+            run / "trajectories" / f"train_step_{entry['step'] - 1:06d}.jsonl").read_text().splitlines()]
+        errors = sum(e["status"] == "format_error" for e in episodes)
+        assert entry["rollout/format_error_rate"] == pytest.approx(errors / len(episodes))

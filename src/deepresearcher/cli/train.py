@@ -21,25 +21,28 @@ def train(
                                  help="Validate the recipe and print it, then stop."),
 ) -> None:
     """Train the agent with GRPO (TRL) in the recipe's environment."""
+    from deepresearcher.train.grpo import is_main_process
     from deepresearcher.train.recipes import dump_recipe, load_recipe
 
     config = load_recipe(recipe, list(overrides or []))
-    console = Console()
+    console = Console(quiet=not is_main_process())  # several processes: rank 0 speaks for all
     if dry_run:
         console.print(dump_recipe(config), highlight=False, markup=False)
         return
     import warnings
 
     from deepresearcher.cli.common import quiet_hf
-    from deepresearcher.train.grpo import last_checkpoint, run_grpo
+    from deepresearcher.train.grpo import last_checkpoint, process_count, run_grpo
 
     quiet_hf()
     for module in ("transformers", "trl", "accelerate"):  # their own deprecations, not the user's
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     checkpoint = last_checkpoint(config.run.output_dir) if resume else None
+    processes = process_count()
     console.print(
         f"GRPO: recipe {config.name}, model {config.model}, output {config.run.output_dir}"
+        + (f", {processes} processes" if processes > 1 else "")
         + (f", resuming from {checkpoint}" if checkpoint else ""),
         highlight=False,
     )

@@ -77,6 +77,20 @@ def quiet_trainer(trainer: Any) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
+def process_count() -> int:
+    """How many training processes this run has (``accelerate launch`` / ``torchrun`` set
+    ``WORLD_SIZE``; 1 otherwise)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that prints and writes shared files (rank 0)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def load_questions(path: Path, limit: int | None = None) -> Any:
     """A ``datasets.Dataset`` with ``prompt`` (one user message) and ``golds`` columns."""
     from datasets import Dataset
@@ -188,6 +202,9 @@ def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
         vllm_gpu_memory_utilization=backend.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=backend.vllm_tensor_parallel_size,
         remove_unused_columns=False,
+        # Every parameter of a causal LM takes part in each forward: DDP need not search for
+        # unused ones (it would traverse the autograd graph again every step).
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
@@ -217,7 +234,9 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     tokenizer = load_tokenizer(recipe.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    args = trl_config(recipe)
+    # Under `accelerate launch` every process generates and trains on its share of the step:
+    # the recipe's questions × rollouts per step is the global batch, not each process's.
+    args = trl_config(recipe, n_processes=process_count())
     golds = {row["prompt"][0]["content"]: row["golds"] for row in train}
     if dev is not None:
         golds.update({row["prompt"][0]["content"]: row["golds"] for row in dev})

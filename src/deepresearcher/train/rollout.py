@@ -191,39 +191,99 @@ class AgentRollout:
 
     def _log(self, trainer: Any, trajectories: list[Trajectory], stats: RolloutStats,
              update_seconds: float | None) -> None:
+        """Step metrics and the step's trajectory file, over *all* processes of the run: each
+        process ran its share of the episodes, so counts are summed across them, times are the
+        slowest process's, and the main process writes every episode into one file."""
         metrics = getattr(trainer, "_metrics", None)
         mode = "train" if getattr(getattr(trainer, "model", None), "training", True) else "eval"
-        n = max(len(trajectories), 1)
-        values = {
-            "rollout/format_error_rate": stats.statuses.get("format_error", 0) / n,
-            "rollout/answered_rate": stats.statuses.get("answered", 0) / n,
-            "rollout/context_exhausted_rate": stats.statuses.get("context_exhausted", 0) / n,
-            "rollout/turns": sum(len(t.turns) for t in trajectories) / n,
-            "rollout/search_calls": sum(t.usage.search_calls for t in trajectories) / n,
-            "rollout/browse_calls": sum(t.usage.browse_calls for t in trajectories) / n,
-            "time/rollout": stats.seconds,
-            "time/generation": stats.generate_seconds,
-            "time/tools": stats.tool_seconds(),
-        }
-        if update_seconds is not None and mode == "train":
-            values["time/update_previous_step"] = update_seconds
         scored = [t for t in trajectories if t.metrics]
-        if scored:
-            values["rollout/f1"] = sum(t.metrics["f1"] for t in scored) / len(scored)
-            values["rollout/em"] = sum(t.metrics["em"] for t in scored) / len(scored)
+        hits = calls = 0
         cache = getattr(self.toolbox.search_backend, "cache_stats", None)
         if callable(cache):
             hits, calls = cache()
-            values["tools/search_cache_hit_rate"] = hits / calls if calls else 0.0
+        local = [
+            len(trajectories),
+            stats.statuses.get("format_error", 0),
+            stats.statuses.get("answered", 0),
+            stats.statuses.get("context_exhausted", 0),
+            sum(len(t.turns) for t in trajectories),
+            sum(t.usage.search_calls for t in trajectories),
+            sum(t.usage.browse_calls for t in trajectories),
+            len(scored),
+            sum(t.metrics["f1"] for t in scored),
+            sum(t.metrics["em"] for t in scored),
+            stats.seconds,
+            stats.generate_seconds,
+            stats.tool_seconds(),
+            hits,
+            calls,
+        ]
+        ranks = _across_processes(trainer, [float(v) for v in local])
+        total = [sum(rank[i] for rank in ranks) for i in range(len(local))]
+        slowest = [max(rank[i] for rank in ranks) for i in range(len(local))]
+        n = max(total[0], 1.0)
+        values = {
+            "rollout/format_error_rate": total[1] / n,
+            "rollout/answered_rate": total[2] / n,
+            "rollout/context_exhausted_rate": total[3] / n,
+            "rollout/turns": total[4] / n,
+            "rollout/search_calls": total[5] / n,
+            "rollout/browse_calls": total[6] / n,
+            "time/rollout": slowest[10],
+            "time/generation": slowest[11],
+            "time/tools": slowest[12],
+        }
+        if update_seconds is not None and mode == "train":
+            values["time/update_previous_step"] = update_seconds
+        if total[7]:
+            values["rollout/f1"] = total[8] / total[7]
+            values["rollout/em"] = total[9] / total[7]
+        if callable(cache):
+            values["tools/search_cache_hit_rate"] = total[13] / total[14] if total[14] else 0.0
         if metrics is not None:
             for key, value in values.items():
                 metrics[mode][key].append(value)
         if self.trajectories_dir is not None:
-            step = int(getattr(getattr(trainer, "state", None), "global_step", 0))
-            path = self.trajectories_dir / f"{mode}_step_{step:06d}.jsonl"
-            # A training step generates once: a step rerun after a resume replaces its file. An
-            # evaluation runs several batches at one step: they append.
-            write_jsonl(path, trajectories, append=mode == "eval")
+            everything = _gather_episodes(trainer, trajectories)
+            if _is_main(trainer):
+                step = int(getattr(getattr(trainer, "state", None), "global_step", 0))
+                path = self.trajectories_dir / f"{mode}_step_{step:06d}.jsonl"
+                # A training step generates once: a step rerun after a resume replaces its
+                # file. An evaluation runs several batches at one step: they append.
+                write_jsonl(path, everything, append=mode == "eval")
+
+
+def _processes(trainer: Any) -> Any:
+    """The trainer's accelerator when the run has several processes, else None."""
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is None or int(getattr(accelerator, "num_processes", 1)) <= 1:
+        return None
+    return accelerator
+
+
+def _across_processes(trainer: Any, values: list[float]) -> list[list[float]]:
+    """``values`` of every process (a collective call: every process makes it)."""
+    accelerator = _processes(trainer)
+    if accelerator is None:
+        return [values]
+    import torch
+
+    mine = torch.tensor([values], dtype=torch.float64, device=accelerator.device)
+    return [list(map(float, row)) for row in accelerator.gather(mine).tolist()]
+
+
+def _gather_episodes(trainer: Any, trajectories: list[Trajectory]) -> list[Trajectory]:
+    """Every process's episodes, in process order (a collective call)."""
+    if _processes(trainer) is None:
+        return list(trajectories)
+    from accelerate.utils import gather_object
+
+    return list(gather_object(list(trajectories)))
+
+
+def _is_main(trainer: Any) -> bool:
+    accelerator = getattr(trainer, "accelerator", None)
+    return bool(getattr(accelerator, "is_main_process", True))
 
 
 def _eos_id(trainer: Any) -> int:
