@@ -290,8 +290,10 @@ def run_grpo(recipe: Recipe, *, resume: bool = True,
     if on_step is not None:
         trainer.add_callback(step_callback(on_step))
         quiet_trainer(trainer)
+    main = trainer.is_world_process_zero()  # several processes: one writes the shared files
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
+    if main:
+        (output_dir / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
     started = time.perf_counter()
     notice = _TiedHeadNotice(trainer.accelerator.unwrap_model(trainer.model))
     trainer_logger = logging.getLogger("transformers.trainer")
@@ -300,12 +302,13 @@ def run_grpo(recipe: Recipe, *, resume: bool = True,
         trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         trainer_logger.removeFilter(notice)
-    trainer.save_model(str(output_dir / "final"))
-    trainer.processing_class.save_pretrained(str(output_dir / "final"))
+    trainer.save_model(str(output_dir / "final"))  # every process: sharded weights are gathered
     history = list(trainer.state.log_history)
-    with (output_dir / "log_history.jsonl").open("w", encoding="utf-8") as fh:
-        for entry in history:
-            fh.write(json.dumps(entry) + "\n")
+    if main:
+        trainer.processing_class.save_pretrained(str(output_dir / "final"))
+        with (output_dir / "log_history.jsonl").open("w", encoding="utf-8") as fh:
+            for entry in history:
+                fh.write(json.dumps(entry) + "\n")
     return TrainResult(output_dir=output_dir, global_step=int(trainer.state.global_step),
                        resumed_from=checkpoint, seconds=time.perf_counter() - started,
                        log_history=history)
