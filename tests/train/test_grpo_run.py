@@ -25,12 +25,12 @@ def setup(tmp_path_factory, tiny_model_dir):
     return root, tiny_model_dir
 
 
-def write_recipe(root: Path, model: Path, out: str, steps: int) -> Path:
+def write_recipe(root: Path, model: Path, out: str, steps: int, data: str = "") -> Path:
     recipe = root / f"{out}.yaml"
     recipe.write_text(f"""
 model: {model}
 tools: {{world: world, k: 3, chunk_chars: 2000}}
-data: {{train: world/questions/train.parquet}}
+data: {{train: world/questions/train.parquet{data}}}
 agent: {{date: "2025-04-03", max_turns: 2, max_tokens_per_turn: 24, context_window: 4096}}
 grpo: {{questions_per_step: 2, rollouts_per_question: 4, learning_rate: 1.0e-4,
        max_steps: {steps}}}
@@ -80,6 +80,28 @@ def test_a_run_trains_logs_and_saves(setup):
         assert len(questions) == 8  # 2 questions × 4 rollouts, each group contiguous
         assert questions[0:4] == [questions[0]] * 4 and questions[4:8] == [questions[4]] * 4
     assert list((run / "runs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+
+
+def test_validation_on_the_dev_set_during_training(setup):
+    """The paper's recipe validates on a dev set: evaluation episodes run through the same
+    rollout, decoded as ``run.eval_temperature`` says, logged as eval_* and saved per step."""
+    root, model = setup
+    recipe = write_recipe(root, model, "validated", steps=2,
+                          data=", dev: world/questions/dev.parquet, max_dev: 4")
+    proc = train(recipe, "run.eval_every=2", "run.eval_temperature=0")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "eval at step 2: reward" in output
+    run = root / "validated"
+    history = [json.loads(x) for x in (run / "log_history.jsonl").read_text().splitlines()]
+    evals = [entry for entry in history if "eval_reward" in entry]
+    assert [entry["step"] for entry in evals] == [2]
+    assert "eval_rollout/format_error_rate" in evals[0]
+    episodes = [json.loads(x) for x in
+                (run / "trajectories" / "eval_step_000002.jsonl").read_text().splitlines()]
+    assert len(episodes) == 4 and {e["settings"]["temperature"] for e in episodes} == {0.0}
+    train_episodes = (run / "trajectories" / "train_step_000001.jsonl").read_text().splitlines()
+    assert json.loads(train_episodes[0])["settings"]["temperature"] == 1.0
 
 
 def test_killed_run_resumes_with_the_same_data_order(setup):

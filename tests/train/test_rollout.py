@@ -57,6 +57,36 @@ def test_a_turn_without_sampled_ids_keeps_its_place(tiny_tokenizer, toolbox):
     assert logprobs[-1] == -0.5  # the second turn's sampled ids still line up
 
 
+def test_evaluation_episodes_decode_with_the_eval_config(tiny_tokenizer, toolbox):
+    temperatures = []
+
+    class Recording(ScriptedPolicy):
+        async def generate(self, prompt, sampling):
+            temperatures.append(sampling.temperature)
+            return await super().generate(prompt, sampling)
+
+    class Model:
+        training = True
+
+    class Trainer:
+        model = Model()
+        processing_class = tiny_tokenizer
+
+    config = AgentConfig(date="2025-04-03", temperature=1.0, record_tokens=True)
+    rollout = AgentRollout(
+        toolbox, config, eval_config=config.model_copy(update={"temperature": 0.0}),
+        policy_factory=lambda trainer: Recording([answer_turn("Tarrowmere")], tiny_tokenizer))
+    trainer = Trainer()
+    assert rollout(["Where was Velmora Quist born?"], trainer)["status"] == ["answered"]
+    trainer.model.training = False  # the trainer evaluates
+    rollout(["Where was Velmora Quist born?"], trainer)
+    assert temperatures == [1.0, 0.0]
+    # Without an eval config, evaluation samples like training (the original's behaviour).
+    rollout.eval_config = None
+    rollout(["Where was Velmora Quist born?"], trainer)
+    assert temperatures[-1] == 1.0
+
+
 def test_prompt_question_reads_the_papers_prompt():
     assert prompt_question([{"role": "user", "content": "q?"}]) == "q?"
     assert prompt_question("plain") == "plain"

@@ -249,7 +249,10 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
             return TRLVLLMPolicy(trainer, context_window=recipe.agent.context_window,
                                  max_batch_size=recipe.backend.generation_batch)
 
-    rollout = AgentRollout(toolbox, recipe.agent, golds_by_question=golds,
+    eval_config = None
+    if recipe.run.eval_temperature is not None:
+        eval_config = recipe.agent.model_copy(update={"temperature": recipe.run.eval_temperature})
+    rollout = AgentRollout(toolbox, recipe.agent, golds_by_question=golds, eval_config=eval_config,
                            policy_factory=policy_factory,
                            trajectories_dir=trajectories if recipe.run.save_trajectories else None,
                            max_batch_size=recipe.backend.generation_batch)

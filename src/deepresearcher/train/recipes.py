@@ -107,6 +107,10 @@ class RunConfig(_Strict):
     save_every: int = Field(default=10, ge=1, description="Optimizer steps between checkpoints.")
     save_total_limit: int | None = Field(default=3, ge=1)
     eval_every: int | None = Field(default=None, ge=1)
+    eval_temperature: float | None = Field(
+        default=None, ge=0,
+        description="Decoding of the dev-set validation: None = the training temperature (as "
+        "the original, which sampled at 1.0), 0 = greedy.")
     log_every: int = Field(default=1, ge=1)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=lambda: ["tensorboard"])
     save_trajectories: bool = True

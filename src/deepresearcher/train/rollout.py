@@ -104,9 +104,13 @@ class AgentRollout:
         policy_factory: PolicyFactory | None = None,
         trajectories_dir: Path | None = None,
         max_batch_size: int = 64,
+        eval_config: AgentConfig | None = None,
     ) -> None:
         self.toolbox = toolbox
         self.config = config
+        # Episodes while the trainer evaluates (the model in eval mode) run with this config
+        # (e.g. greedy decoding); None: the training one.
+        self.eval_config = eval_config
         self.golds = dict(golds_by_question or {})
         self.policy_factory = policy_factory or self._hf_policy
         self.trajectories_dir = trajectories_dir
@@ -131,6 +135,8 @@ class AgentRollout:
             question = prompt_question(prompt)
             golds = self.golds.get(question)
             tasks.append(Task(question=question, golds=list(golds) if golds else None, id=str(i)))
+        evaluating = not bool(getattr(getattr(trainer, "model", None), "training", True))
+        config = self.eval_config if evaluating and self.eval_config is not None else self.config
         policy = self.policy_factory(trainer)
         model = getattr(policy, "model", None)
         was_training = bool(getattr(model, "training", False))
@@ -138,7 +144,7 @@ class AgentRollout:
             model.eval()
         started = time.perf_counter()
         try:
-            trajectories = asyncio.run(self._run(policy, tasks))
+            trajectories = asyncio.run(self._run(policy, tasks, config))
         finally:
             if model is not None and was_training:
                 model.train()
@@ -153,8 +159,9 @@ class AgentRollout:
         self._ended_at = time.perf_counter()
         return result
 
-    async def _run(self, policy: Any, tasks: list[Task]) -> list[Trajectory]:
-        agent = Agent(policy, self.toolbox, self.config)
+    async def _run(self, policy: Any, tasks: list[Task],
+                   config: AgentConfig | None = None) -> list[Trajectory]:
+        agent = Agent(policy, self.toolbox, config or self.config)
         try:
             return await agent.run_many(tasks, concurrency=len(tasks) or 1)
         finally:
