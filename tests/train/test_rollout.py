@@ -90,3 +90,28 @@ def test_evaluation_episodes_decode_with_the_eval_config(tiny_tokenizer, toolbox
 def test_prompt_question_reads_the_papers_prompt():
     assert prompt_question([{"role": "user", "content": "q?"}]) == "q?"
     assert prompt_question("plain") == "plain"
+
+
+def test_fsdp_with_several_processes_needs_vllm():
+    """Each forward of an FSDP model is a collective call and the processes of a multi-turn
+    rollout make different numbers of them: refused before training, unless vLLM generates."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from deepresearcher.errors import ConfigError
+    from deepresearcher.train.grpo import check_generation_backend
+
+    def trainer(processes, fsdp=None, zero=None):
+        state = SimpleNamespace(
+            fsdp_plugin=SimpleNamespace(fsdp_version=fsdp) if fsdp else None,
+            deepspeed_plugin=SimpleNamespace(zero_stage=zero) if zero else None)
+        return SimpleNamespace(accelerator=SimpleNamespace(num_processes=processes, state=state))
+
+    with pytest.raises(ConfigError, match="vLLM") as caught:
+        check_generation_backend(trainer(8, fsdp=2), use_vllm=False)
+    assert "backend.use_vllm=true" in caught.value.hint
+    check_generation_backend(trainer(8, fsdp=2), use_vllm=True)
+    check_generation_backend(trainer(1, fsdp=2), use_vllm=False)
+    check_generation_backend(trainer(8, zero=3), use_vllm=False)  # weights gathered instead
+    check_generation_backend(trainer(2), use_vllm=False)  # DDP

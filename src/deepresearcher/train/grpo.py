@@ -261,7 +261,24 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     trainer = GRPOTrainer(model=recipe.model, reward_funcs=[reward], args=args,
                           train_dataset=train, eval_dataset=dev, processing_class=tokenizer,
                           rollout_func=rollout)
+    check_generation_backend(trainer, use_vllm=recipe.backend.use_vllm)
     return trainer, rollout
+
+
+def check_generation_backend(trainer: Any, *, use_vllm: bool) -> None:
+    """FSDP with several processes needs vLLM: every forward of an FSDP model is a collective
+    call, and the processes of a multi-turn rollout make different numbers of them (episodes end
+    at different turns), so transformers' generation would wait forever."""
+    from trl.distributed import DistributedBackend
+
+    accelerator = trainer.accelerator
+    if use_vllm or accelerator.num_processes <= 1:
+        return
+    if DistributedBackend(accelerator).is_fsdp:
+        raise ConfigError(
+            "FSDP training with several processes generates through vLLM only",
+            hint="set backend.use_vllm=true (colocate or server mode), or train with DeepSpeed "
+            "ZeRO-3 (configs/accelerate/zero3.yaml), whose weights are gathered for generation")
 
 
 class _TiedHeadNotice(logging.Filter):

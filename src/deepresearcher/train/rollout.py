@@ -12,9 +12,10 @@ mask into the policy loss, the KL term and the entropy term.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,8 @@ class AgentRollout:
             model.eval()
         started = time.perf_counter()
         try:
-            trajectories = asyncio.run(self._run(policy, tasks, config))
+            with full_weights(trainer):
+                trajectories = asyncio.run(self._run(policy, tasks, config))
         finally:
             if model is not None and was_training:
                 model.train()
@@ -258,6 +260,26 @@ class AgentRollout:
                 # A training step generates once: a step rerun after a resume replaces its
                 # file. An evaluation runs several batches at one step: they append.
                 write_jsonl(path, everything, append=mode == "eval")
+
+
+@contextlib.contextmanager
+def full_weights(trainer: Any) -> Iterator[None]:
+    """Whole weights on every process for the length of a rollout.
+
+    An episode makes one generate call per turn, and processes make different numbers of them
+    (episodes end at different turns), so generation must not need the other processes. Under
+    DeepSpeed ZeRO-3 the shards are gathered once for the rollout (TRL's
+    ``unwrap_model_for_generation``, which also pauses activation checkpointing); under DDP or one
+    process there is nothing to gather; vLLM engines hold their own weights."""
+    accelerator = getattr(trainer, "accelerator", None)
+    wrapped = getattr(trainer, "model_wrapped", None)
+    if accelerator is None or wrapped is None or getattr(trainer, "use_vllm", False):
+        yield
+        return
+    from trl.models.utils import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(wrapped, accelerator, gather_deepspeed3_params=True):
+        yield
 
 
 def _processes(trainer: Any) -> Any:
