@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from multiprocess_launch import launch_two_processes
+
 pytest.importorskip("trl")
 pytest.importorskip("tensorboard")
 
@@ -134,33 +136,10 @@ def test_killed_run_resumes_with_the_same_data_order(setup):
     assert state["global_step"] == 6
 
 
-# Two training processes on this CPU (accelerate falls back to gloo and DDP without CUDA): the
-# same contract as on GPUs, where each rank generates and trains on its share of a step.
-TWO_PROCESSES = """
-compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_GPU
-num_machines: 1
-num_processes: 2
-machine_rank: 0
-mixed_precision: "no"
-use_cpu: false
-rdzv_backend: static
-same_network: true
-main_training_function: main
-"""
-
-
 def test_two_processes_split_a_step_and_log_it_whole(setup):
     root, model = setup
     recipe = write_recipe(root, model, "two", steps=2)
-    config = root / "two-processes.yaml"
-    config.write_text(TWO_PROCESSES, encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-         "--main_process_port", "0", "-m", "deepresearcher.cli.main", "train", str(recipe)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    proc = launch_two_processes(root, "train", str(recipe))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     run = root / "two"

@@ -144,6 +144,18 @@ def test_loss_on_selected_positions_equals_trls_full_logits_loss(
     for a, b in zip(ours_grad, theirs_grad, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
+    # A model wrapped for several processes (DDP here) takes the forward through the wrapper:
+    # the same loss and gradient.
+    unwrap = trainer.accelerator.unwrap_model
+    trainer.accelerator.unwrap_model = lambda m, **k: "the wrapped model's module"
+    try:
+        wrapped, wrapped_grad = loss_and_grad(trainer.compute_loss)
+    finally:
+        trainer.accelerator.unwrap_model = unwrap
+    assert torch.allclose(wrapped, theirs, atol=1e-5), (wrapped, theirs)
+    for a, b in zip(wrapped_grad, theirs_grad, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
 
 def test_a_short_run_lowers_the_loss_and_saves_a_loadable_model(
     trajectories, tiny_model_dir, tmp_path
@@ -218,6 +230,20 @@ def test_sft_command_trains_and_reports(trajectories, tiny_model_dir, tmp_path):
         ["sft", str(tmp_path / "missing.jsonl"), "--model", str(tiny_model_dir), "--out", str(out)],
     )
     assert isinstance(result.exception, DataError)
+
+
+def test_sft_as_two_processes(trajectories, tiny_model_dir, tmp_path):
+    """`accelerate launch` with two processes: the loss goes through the DDP wrapper, the main
+    process alone prints and writes the model."""
+    from multiprocess_launch import launch_two_processes
+
+    proc = launch_two_processes(tmp_path, "sft", str(trajectories), "--model",
+                                str(tiny_model_dir), "--out", "model", "--max-steps", "2",
+                                "--max-length", "700", "--lr", "1e-3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("trained 2 steps") == 1 and "Building labels" not in proc.stderr
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "model" / "tokenizer.json").is_file()
 
 
 # The recipe measured in docs/sft.md: hidden 128, 2 layers, lr 3e-3, batch 4, max length 896

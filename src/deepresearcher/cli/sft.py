@@ -192,7 +192,7 @@ def sft(
         TimeRemainingColumn,
     )
 
-    from deepresearcher.cli.common import quiet_hf
+    from deepresearcher.cli.common import is_main_process, quiet_hf
     from deepresearcher.errors import ConfigError, DataError
     from deepresearcher.train.sft import run_sft
 
@@ -205,7 +205,7 @@ def sft(
         raise ConfigError(f"unknown device {device!r}", hint="choose auto, cpu or cuda")
     statuses = None if status and "all" in status else tuple(status or ("answered",))
     quiet_hf()
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=not is_main_process())  # several processes: rank 0 speaks
     columns = (
         TextColumn("sft"),
         BarColumn(),
@@ -240,7 +240,7 @@ def sft(
             logging_steps=5,
             on_log=on_log,
         )  # type: ignore[arg-type]
-    out_console = Console()
+    out_console = Console(quiet=not is_main_process())
     out_console.print(f"data: {result.data.summary()}", highlight=False)
     warning = result.data.warning()
     if warning:

@@ -21,7 +21,7 @@ def train(
                                  help="Validate the recipe and print it, then stop."),
 ) -> None:
     """Train the agent with GRPO (TRL) in the recipe's environment."""
-    from deepresearcher.train.grpo import is_main_process
+    from deepresearcher.cli.common import is_main_process
     from deepresearcher.train.recipes import dump_recipe, load_recipe
 
     config = load_recipe(recipe, list(overrides or []))

@@ -86,11 +86,6 @@ def process_count() -> int:
         return 1
 
 
-def is_main_process() -> bool:
-    """Whether this is the process that prints and writes shared files (rank 0)."""
-    return os.environ.get("RANK", "0") in ("", "0")
-
-
 def load_questions(path: Path, limit: int | None = None) -> Any:
     """A ``datasets.Dataset`` with ``prompt`` (one user message) and ``golds`` columns."""
     from datasets import Dataset

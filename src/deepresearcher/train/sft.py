@@ -325,6 +325,8 @@ def _selected_logits_trainer(base: type) -> type:
     small share of it. The loss is the same mean token cross-entropy as TRL's, but the language-model
     head, which dominates the cost of a small model, runs on those tokens only
     (``benchmarks/bench_sft_loss.py``: 3.5x faster forward and backward on a quickstart batch).
+    A model wrapped for several processes runs its forward through the wrapper, with the head on
+    the union of the batch's trained positions.
     Models with logit soft-capping and evaluation fall back to TRL's loss.
     """
 
@@ -343,18 +345,33 @@ def _selected_logits_trainer(base: type) -> type:
             import torch.nn.functional as F
 
             labels = inputs["labels"]
-            body = model.get_decoder()
-            hidden = body(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs.get("attention_mask"),
-                position_ids=inputs.get("position_ids"),
-                use_cache=False,
-            ).last_hidden_state
             # Position t predicts token t + 1.
             targets = labels[:, 1:]
             keep = targets != -100
-            logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
-            chosen = targets[keep]
+            if self.accelerator.unwrap_model(model) is model:
+                hidden = model.get_decoder()(
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs.get("attention_mask"),
+                    position_ids=inputs.get("position_ids"),
+                    use_cache=False,
+                ).last_hidden_state
+                logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+                chosen = targets[keep]
+            else:
+                # Wrapped (DDP, DeepSpeed, FSDP): the forward must go through the wrapper, which
+                # syncs gradients and gathers shards. The head then runs on every position that
+                # any row of the batch trains on.
+                positions = keep.any(dim=0).nonzero().squeeze(-1)
+                logits = model(
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs.get("attention_mask"),
+                    position_ids=inputs.get("position_ids"),
+                    use_cache=False,
+                    logits_to_keep=positions,
+                ).logits
+                kept = keep[:, positions]
+                logits = logits[kept].float()
+                chosen = targets[:, positions][kept]
             loss_sum = F.cross_entropy(logits, chosen, reduction="sum")
             count = keep.sum() if num_items_in_batch is None else num_items_in_batch
             loss = loss_sum / torch.as_tensor(count).clamp(min=1)
@@ -418,8 +435,9 @@ def run_sft(
     if result.losses:
         result.first_loss, result.last_loss = result.losses[0][1], result.losses[-1][1]
     out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(out)
-    trainer.processing_class.save_pretrained(out)
+    # The trainer's own save: under several processes only the main one writes, and sharded
+    # weights (ZeRO-3, FSDP) are gathered first; the tokenizer is saved with the model.
+    trainer.save_model(str(out))
     return result
 
 
