@@ -130,3 +130,21 @@ def test_cpu_training_never_asks_for_mixed_precision():
 
     config = trl_config(load_recipe("quickstart-cpu", ["run.report_to=[]", "backend.dtype=auto"]))
     assert not config.bf16 and not config.fp16
+
+
+def test_the_accelerate_configs_load_as_accelerate_reads_them():
+    """The launch configs of docs/training.md parse with accelerate's own loader and say what
+    their names say (a renamed or dropped key would fail here, not on a cluster)."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = Path(__file__).parents[2] / "configs" / "accelerate"
+    loaded = {p.stem: load_config_from_file(str(p)) for p in sorted(root.glob("*.yaml"))}
+    assert set(loaded) == {"fsdp2", "zero3", "zero3-multinode"}
+    assert loaded["fsdp2"].distributed_type == "FSDP"
+    assert loaded["fsdp2"].fsdp_config["fsdp_version"] == 2
+    for name in ("zero3", "zero3-multinode"):
+        assert loaded[name].distributed_type == "DEEPSPEED"
+        assert loaded[name].deepspeed_config["zero_stage"] == 3
+    assert loaded["zero3-multinode"].num_machines > 1
