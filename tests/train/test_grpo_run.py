@@ -106,6 +106,20 @@ def test_validation_on_the_dev_set_during_training(setup):
     assert json.loads(train_episodes[0])["settings"]["temperature"] == 1.0
 
 
+def test_ctrl_c_stops_the_run_and_says_how_to_resume(setup):
+    root, model = setup
+    proc = train(write_recipe(root, model, "interrupted", steps=50))
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("GRPO: recipe"), first
+    time.sleep(3)  # inside the first rollout
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert "interrupted; no checkpoint was written yet (run.save_every=2)" in rest
+    assert "Traceback" not in rest
+
+
 def test_killed_run_resumes_with_the_same_data_order(setup):
     root, model = setup
     reference = train(write_recipe(root, model, "ref", steps=6))

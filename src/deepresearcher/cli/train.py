@@ -47,7 +47,18 @@ def train(
         highlight=False,
     )
     lines = StepLines(console)
-    result = run_grpo(config, resume=resume, on_step=lines)
+    try:
+        result = run_grpo(config, resume=resume, on_step=lines)
+    except KeyboardInterrupt:
+        saved = last_checkpoint(config.run.output_dir)
+        console.print(
+            "interrupted; "
+            + (f"the last checkpoint is {saved}: run the same command again to resume from it"
+               if saved else "no checkpoint was written yet (run.save_every="
+               f"{config.run.save_every})"),
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     where = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
     console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s{where}; "
                   f"model in {result.output_dir / 'final'}, TensorBoard logs in "
