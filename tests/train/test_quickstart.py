@@ -157,6 +157,31 @@ def test_progress_outside_a_terminal_is_one_line_per_event(tiny):
     assert "(1/2)" in steps[0]
 
 
+def test_ctrl_c_says_which_stages_a_rerun_reuses(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepresearcher.cli.main", "quickstart", "--out",
+         str(tmp_path / "qs"), "--fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "SFT warm start: started" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert ("interrupted; finished stages (world, tokenizer + model, expert trajectories) are "
+            "reused") in rest
+    assert "Traceback" not in rest
+
+
 def test_refuses_a_folder_that_is_not_a_quickstart(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not a quickstart"):

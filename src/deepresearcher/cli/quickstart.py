@@ -70,8 +70,18 @@ def quickstart(
         overrides=overrides or [],
     )
     stages: Any = LiveStages(console) if console.is_terminal else PlainStages(console)
-    with stages:
-        result = Quickstart(out, settings, on_event=stages.on_event, resume=resume).run()
+    try:
+        with stages:
+            result = Quickstart(out, settings, on_event=stages.on_event, resume=resume).run()
+    except KeyboardInterrupt:
+        done = [STAGE_TITLES[name] for name in STAGES if (out / "stages" / f"{name}.json").is_file()]
+        console.print(
+            "interrupted; "
+            + (f"finished stages ({', '.join(done)}) are reused when the same command runs again"
+               if done else "no stage had finished"),
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
     before, after = result.before, result.after
     table = Table(
