@@ -135,3 +135,31 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(
     assert set(keys) == {f"{r.id}#0" for r in make_records(30)}
     assert all(r["scores"]["f1"] == 1.0 for r in rows)
     assert f"{killed_at} episodes already done" in resumed.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_many_episodes_are_saved(tiny_tokenizer, tiny_tokenizer_dir, eval_world,
+                                                 tmp_path):
+    from servers.openai_compat import OpenAICompatServer
+
+    data = write_records(make_records(30), tmp_path / "q.parquet")
+    out = tmp_path / "run"
+    with OpenAICompatServer(models=("tiny",), tokenizer=tiny_tokenizer, script=server_script,
+                            latency_s=0.05) as server:
+        args = _eval_args(data, out, server, tiny_tokenizer_dir, eval_world, "--concurrency", "2")
+        proc = subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=_env())
+        results = out / "results.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if results.exists() and len(results.read_bytes().splitlines()) >= 4:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    saved = len(results.read_bytes().splitlines())
+    assert 4 <= saved < 30
+    assert f"interrupted: {saved} of 30 episodes are saved in {out}" in " ".join(err.split())
+    assert "Traceback" not in err

@@ -174,7 +174,13 @@ def run(
                 if closer is not None:
                     await closer()
 
-    summary = asyncio.run(go())
+    try:
+        summary = asyncio.run(go())
+    except KeyboardInterrupt:
+        saved = len(store.load(repair=True))
+        console.print(f"interrupted: {saved} of {total} episodes are saved in {out}; run the "
+                      "same command again to finish the rest")
+        raise typer.Exit(130) from None
     scores = session.finish(out, card, records, samples, paper=session.is_paper_test(dataset),
                             seed=seed)
     console.print(f"ran {summary.ran} episodes in {summary.seconds:.1f} s")
