@@ -43,6 +43,9 @@ def test_overrides_are_typed_and_nested():
         (["agent.date=yesterday"], "agent.date"),
         (["nonsense"], "not KEY=VALUE"),
         (["grpo=3"], "grpo"),
+        (["agent.seed=3"], "agent.seed must stay unset"),
+        (["run.eval_temperature=-1"], "run.eval_temperature"),
+        (["backend.use_vllm=true", "backend.vllm_tensor_parallel_size=2"], "vllm_mode=server"),
     ],
 )
 def test_bad_settings_fail_before_any_work(overrides, message):

@@ -143,6 +143,21 @@ class Recipe(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
 
+    @model_validator(mode="after")
+    def _independent_rollouts(self) -> Recipe:
+        if self.agent.seed is not None:
+            raise ValueError(
+                "agent.seed must stay unset for training: a seed per generate call makes the "
+                "rollouts of a GRPO group sample the same tokens (vLLM seeds each request); "
+                "run.seed seeds the run")
+        if (self.backend.use_vllm and self.backend.vllm_mode == "colocate"
+                and self.backend.vllm_tensor_parallel_size > 1):
+            raise ValueError(
+                "backend.vllm_tensor_parallel_size > 1 needs vllm_mode=server: a colocated "
+                "engine split over several processes generates only when they all call it "
+                "together, and multi-turn rollouts call it independently")
+        return self
+
 
 def builtin_path(name: str) -> Path:
     """The YAML file of a recipe shipped with the package."""

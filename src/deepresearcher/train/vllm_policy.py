@@ -3,7 +3,8 @@
 TRL keeps the engine's weights in sync with the policy before each rollout. This backend reuses
 :class:`~deepresearcher.agent.policy_hf.HFPolicy`'s batching of concurrent episodes and replaces
 only the batch call: ``LLM.generate`` in colocate mode (one engine per rank, so no cross-rank
-lock-step), or the ``trl vllm-serve`` client in server mode (a plain HTTP call per rank).
+lock-step), or the ``trl vllm-serve`` client in server mode (a plain HTTP call per rank: the
+main process uses TRL's client, the others a generation-only one).
 """
 
 from __future__ import annotations
@@ -13,6 +14,23 @@ from typing import Any
 
 from deepresearcher.agent.policy import Generation
 from deepresearcher.agent.policy_hf import HFPolicy, _Request
+
+
+def generation_client(engine: Any) -> Any:
+    """A client of the ``trl vllm-serve`` server for a process that TRL gave none.
+
+    TRL builds the server's client on the main process only (it sends the weights, and TRL's own
+    single-turn generation gathers every prompt there). Multi-turn episodes generate turn by turn
+    on every process, so the others get a generation-only client of the same server (no weight
+    communicator), made once per engine."""
+    client = getattr(engine, "_deepresearcher_client", None)
+    if client is None:
+        from trl.generation.vllm_client import VLLMClient
+
+        base_url = engine.server_base_url or f"http://{engine.server_host}:{engine.server_port}"
+        client = VLLMClient(base_url=base_url, connection_timeout=engine.server_timeout)
+        engine._deepresearcher_client = client
+    return client
 
 
 class TRLVLLMPolicy(HFPolicy):
@@ -25,6 +43,9 @@ class TRLVLLMPolicy(HFPolicy):
                          context_window=context_window, max_batch_size=max_batch_size,
                          max_wait_ms=max_wait_ms)
         self.engine = trainer.vllm_generation
+        self.client = None
+        if getattr(self.engine, "mode", "colocate") == "server":
+            self.client = getattr(self.engine, "vllm_client", None) or generation_client(self.engine)
 
     def _run_batch(self, batch: list[_Request]) -> list[Generation]:
         started = time.perf_counter()
@@ -65,7 +86,7 @@ class TRLVLLMPolicy(HFPolicy):
 
     def _server(self, batch: list[_Request]) -> list[tuple[list[int], list[float]]]:
         first = batch[0].sampling  # requests in a batch share their sampling settings
-        out = self.engine.vllm_client.generate(
+        out = self.client.generate(
             prompts=[r.ids for r in batch], n=1, temperature=max(first.temperature, 0.0),
             top_p=first.top_p, top_k=0, max_tokens=max(r.sampling.max_tokens for r in batch),
             logprobs=0,
