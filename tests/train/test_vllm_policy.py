@@ -52,7 +52,7 @@ def test_colocate_sends_each_request_and_reads_ids_and_logprobs(tiny_tokenizer, 
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=VLLMSampling))
     eos = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
-    answer = completion(tiny_tokenizer, "<answer>Tarrowmere</answer>") + [eos]
+    answer = [*completion(tiny_tokenizer, "<answer>Tarrowmere</answer>"), eos]
 
     class LLM:
         def generate(self, prompts, params, use_tqdm):
