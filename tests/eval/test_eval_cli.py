@@ -45,6 +45,21 @@ def _eval_args(data: Path, out: Path, server, tokenizer_dir: Path, world: Path,
             "--max-turns", "4", "--out", str(out), *extra]
 
 
+def _start_until(args: list[str], out: Path,
+                 episodes: int) -> tuple[subprocess.Popen[str], Path]:
+    """An eval process, once it has saved ``episodes`` results (or ended, or 120 s passed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_bytes().splitlines()) >= episodes:
+            break
+        time.sleep(0.02)
+    return proc, results
+
+
 def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
@@ -110,15 +125,8 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(
     with OpenAICompatServer(models=("tiny",), tokenizer=tiny_tokenizer, script=server_script,
                             latency_s=0.05) as server:
         args = _eval_args(data, out, server, tiny_tokenizer_dir, eval_world, "--concurrency", "4")
-        proc = subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-        results = out / "results.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if results.exists() and len(results.read_bytes().splitlines()) >= 6:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        proc, results = _start_until(args, out, episodes=6)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
@@ -147,15 +155,7 @@ def test_ctrl_c_says_how_many_episodes_are_saved(tiny_tokenizer, tiny_tokenizer_
     with OpenAICompatServer(models=("tiny",), tokenizer=tiny_tokenizer, script=server_script,
                             latency_s=0.05) as server:
         args = _eval_args(data, out, server, tiny_tokenizer_dir, eval_world, "--concurrency", "2")
-        proc = subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env=_env())
-        results = out / "results.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if results.exists() and len(results.read_bytes().splitlines()) >= 4:
-                break
-            time.sleep(0.02)
+        proc, results = _start_until(args, out, episodes=4)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

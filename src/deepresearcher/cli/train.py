@@ -99,22 +99,20 @@ class StepLines:
         self.console.print(f"{progress}  {self.metrics(row)}{timing}{eta}", highlight=False,
                            soft_wrap=True)
 
-    @staticmethod
-    def metrics(row: dict) -> str:
-        parts = []
-        if "reward" in row:
-            parts.append(f"reward {row['reward']:+.3f}")
-        if "rollout/f1" in row:
-            parts.append(f"F1 {row['rollout/f1']:.3f}")
-        if "rollout/format_error_rate" in row:
-            parts.append(f"format errors {row['rollout/format_error_rate']:.0%}")
-        if "rollout/turns" in row:
-            parts.append(f"turns {row['rollout/turns']:.1f}")
-        if "kl" in row:
-            parts.append(f"KL {row['kl']:.4f}")
-        if "tools/search_cache_hit_rate" in row:
-            parts.append(f"cache hits {row['tools/search_cache_hit_rate']:.0%}")
-        return "  ".join(parts)
+    # (key, label, format) of the numbers a step line shows, when the step logged them.
+    SHOWN = (
+        ("reward", "reward", "{:+.3f}"),
+        ("rollout/f1", "F1", "{:.3f}"),
+        ("rollout/format_error_rate", "format errors", "{:.0%}"),
+        ("rollout/turns", "turns", "{:.1f}"),
+        ("kl", "KL", "{:.4f}"),
+        ("tools/search_cache_hit_rate", "cache hits", "{:.0%}"),
+    )
+
+    @classmethod
+    def metrics(cls, row: dict) -> str:
+        return "  ".join(f"{label} {fmt.format(row[key])}" for key, label, fmt in cls.SHOWN
+                         if key in row)
 
 
 def _duration(seconds: float) -> str:
