@@ -18,6 +18,7 @@ import pytest
 from eval_helpers import make_records, server_script
 
 from deepresearcher.data.paper_format import write_records
+from sigint import interruptible
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -50,7 +51,7 @@ def _start_until(args: list[str], out: Path,
     """An eval process, once it has saved ``episodes`` results (or ended, or 120 s passed)."""
     proc = subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=_env(), preexec_fn=interruptible)
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from multiprocess_launch import launch_two_processes
+from sigint import interruptible
 
 pytest.importorskip("trl")
 pytest.importorskip("tensorboard")
@@ -46,7 +47,8 @@ def train(recipe: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen([sys.executable, "-m", "deepresearcher.cli.main", "train",
                              str(recipe), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=interruptible)
 
 
 def step_questions(run: Path) -> dict[int, list[str]]:

@@ -164,11 +164,13 @@ def test_ctrl_c_says_which_stages_a_rerun_reuses(tmp_path):
     import sys
     import time
 
+    from sigint import interruptible
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "deepresearcher.cli.main", "quickstart", "--out",
          str(tmp_path / "qs"), "--fast"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}, preexec_fn=interruptible)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "SFT warm start: started" in line:

@@ -151,3 +151,14 @@ def test_the_accelerate_configs_load_as_accelerate_reads_them():
         assert loaded[name].distributed_type == "DEEPSPEED"
         assert loaded[name].deepspeed_config["zero_stage"] == 3
     assert loaded["zero3-multinode"].num_machines > 1
+
+
+def test_cuda_asked_for_where_there_is_none_is_an_error():
+    import torch
+
+    from deepresearcher.train.grpo import trl_config
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        trl_config(load_recipe("quickstart-cpu", ["run.report_to=[]", "backend.device=cuda"]))

@@ -150,6 +150,9 @@ def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
     device = backend.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("backend.device=cuda, but CUDA is not available here",
+                          hint="use backend.device=auto (CUDA when there is one) or cpu")
     cpu = device == "cpu"
     precision = mixed_precision(
         backend.dtype, cpu=cpu, bf16_supported=(not cpu) and torch.cuda.is_bf16_supported()
