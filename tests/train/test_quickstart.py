@@ -328,6 +328,16 @@ def test_an_unknown_device_fails_before_any_work(tmp_path):
     assert not (tmp_path / "q" / "world").exists()
 
 
+def test_cuda_where_there_is_none_fails_before_any_work(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        Quickstart(tmp_path / "q", QuickstartSettings(device="cuda")).run()
+    assert not (tmp_path / "q" / "world").exists()
+
+
 def test_a_base_model_gets_fine_tuning_learning_rates():
     from deepresearcher.cli.quickstart import quickstart_settings
     from deepresearcher.train.quickstart import BASE_MODEL_SFT_LR, TINY_SFT_LR
