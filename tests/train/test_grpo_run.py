@@ -69,6 +69,7 @@ def test_a_run_trains_logs_and_saves(setup):
     assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"], output
     assert all("reward " in line and "format errors" in line for line in lines)
     assert "ETA" in lines[0] and "{'loss'" not in output
+    assert "a step: 2 questions × 4 rollouts = 8 episodes, trained in micro-batches of 8" in output
     run = root / "full"
     assert (run / "final" / "config.json").is_file() and (run / "recipe.yaml").is_file()
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
@@ -163,6 +164,8 @@ def test_two_processes_split_a_step_and_log_it_whole(setup):
     assert {p.name for p in (run / "checkpoint-2").glob("rng_state*")} == {
         "rng_state_0.pth", "rng_state_1.pth"}
     assert proc.stdout.count("GRPO: recipe") == 1 and "2 processes" in proc.stdout
+    assert "a step: 2 questions × 4 rollouts = 8 episodes, 4 a process, trained in micro-batches " \
+           "of 4" in proc.stdout
     assert [line.split()[1] for line in proc.stdout.splitlines()
             if line.startswith("step ")] == ["1/2", "2/2"]
     assert "find_unused_parameters" not in output

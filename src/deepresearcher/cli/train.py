@@ -44,8 +44,16 @@ def train(
         f"GRPO: recipe {config.name}, model {config.model}, output {config.run.output_dir}"
         + (f", {processes} processes" if processes > 1 else "")
         + (f", resuming from {checkpoint}" if checkpoint else ""),
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
+    g = config.grpo
+    episodes = g.questions_per_step * g.rollouts_per_question
+    share = episodes // processes
+    micro = g.per_device_batch or share
+    console.print(
+        f"a step: {g.questions_per_step} questions × {g.rollouts_per_question} rollouts = "
+        f"{episodes} episodes" + (f", {share} a process" if processes > 1 else "")
+        + f", trained in micro-batches of {micro}", highlight=False, soft_wrap=True)
     lines = StepLines(console)
     try:
         result = run_grpo(config, resume=resume, on_step=lines)
@@ -62,7 +70,7 @@ def train(
     where = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
     console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s{where}; "
                   f"model in {result.output_dir / 'final'}, TensorBoard logs in "
-                  f"{result.output_dir / 'runs'}")
+                  f"{result.output_dir / 'runs'}", highlight=False, soft_wrap=True)
 
 
 class StepLines:
