@@ -207,6 +207,12 @@ class Quickstart:
         _limit_threads()
         _quiet_libraries()
         self.recipe()  # a bad override is an error before any work
+        if self.settings.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("--device cuda, but CUDA is not available here",
+                                  hint="use --device auto (CUDA when there is one) or cpu")
         for name in STAGES:
             self._stage(name)
         return self.result
@@ -295,12 +301,6 @@ class Quickstart:
                 raise ConfigError(
                     f"unknown device {s.device!r}", hint=f"one of: {', '.join(DEVICES)}"
                 )
-            if s.device == "cuda":
-                import torch
-
-                if not torch.cuda.is_available():
-                    raise ConfigError("--device cuda, but CUDA is not available here",
-                                      hint="use --device auto (CUDA when there is one) or cpu")
             filled = [
                 f"model={self.sft_dir}",
                 f"tools.world={self.world_dir}",
