@@ -292,3 +292,20 @@ def test_a_failed_batch_fails_its_requests_not_the_policy(model, tiny_tokenizer)
     assert "boom" in str(errors[0])
     policy.logits_processor = []
     assert len(run(policy.generate(PROMPTS[0], GREEDY)).token_ids) == 12
+
+
+def test_cuda_where_there_is_none_is_a_config_error_naming_the_setting():
+    import pytest
+    import torch
+
+    from deepresearcher.agent.policy_hf import resolve_device
+    from deepresearcher.errors import ConfigError
+
+    assert resolve_device("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert resolve_device("auto") == resolve_device("cuda") == "cuda"
+        return
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match=r"backend\.device is cuda, but CUDA") as caught:
+        resolve_device("cuda", setting="backend.device")
+    assert "backend.device to auto" in caught.value.hint

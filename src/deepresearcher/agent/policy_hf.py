@@ -27,7 +27,7 @@ from deepresearcher.agent.policy import (
     model_not_found,
     resolve_model_name,
 )
-from deepresearcher.errors import ContextOverflowError, PolicyError
+from deepresearcher.errors import ConfigError, ContextOverflowError, PolicyError
 from deepresearcher.protocol.base import RenderedPrompt
 
 # Qwen2.5's end-of-turn tokens; generation stops at whichever of them the tokenizer knows.
@@ -72,6 +72,20 @@ class _Request:
             s.seed,
             s.stop,
         )
+
+
+def resolve_device(device: str, *, setting: str = "--device") -> str:
+    """``cpu`` or ``cuda`` for a device setting: ``auto`` is CUDA when there is one; ``cuda``
+    where there is none is a :class:`ConfigError` naming ``setting`` (not a silent CPU run, nor
+    torch's error at the first tensor moved)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{setting} is cuda, but CUDA is not available here",
+                          hint=f"set {setting} to auto (CUDA when there is one) or cpu")
+    return device
 
 
 class HFPolicy:
@@ -157,9 +171,7 @@ class HFPolicy:
             model: Any = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
         except (OSError, ValueError) as exc:
             raise model_not_found(name, exc) from exc
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
+        model.to(resolve_device(device))
         model.eval()
         return cls(
             model,

@@ -53,10 +53,9 @@ def step_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
     return row
 
 
-def step_callback(sink: StepSink, *, replace_printers: bool = True) -> Any:
+def step_callback(sink: StepSink) -> Any:
     """A ``TrainerCallback`` that hands every GRPO step (and evaluation) to ``sink`` as a
-    :func:`step_row`. With ``replace_printers`` the trainer's own progress bar and log-dict prints
-    are to be removed (:func:`quiet_trainer`), since the caller draws its progress."""
+    :func:`step_row` (a caller drawing its own progress also calls :func:`quiet_trainer`)."""
     from transformers import TrainerCallback
 
     class StepCallback(TrainerCallback):  # type: ignore[misc]
@@ -147,13 +146,9 @@ def trl_config(recipe: Recipe, *, n_processes: int = 1) -> Any:
         raise ConfigError("grpo.per_device_batch must divide, or be a multiple of, "
                           "grpo.rollouts_per_question")
     accumulation = completions // (micro * n_processes)
-    device = backend.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("backend.device=cuda, but CUDA is not available here",
-                          hint="use backend.device=auto (CUDA when there is one) or cpu")
-    cpu = device == "cpu"
+    from deepresearcher.agent.policy_hf import resolve_device
+
+    cpu = resolve_device(backend.device, setting="backend.device") == "cpu"
     precision = mixed_precision(
         backend.dtype, cpu=cpu, bf16_supported=(not cpu) and torch.cuda.is_bf16_supported()
     )

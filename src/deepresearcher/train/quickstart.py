@@ -208,11 +208,9 @@ class Quickstart:
         _quiet_libraries()
         self.recipe()  # a bad override is an error before any work
         if self.settings.device == "cuda":
-            import torch
+            from deepresearcher.agent.policy_hf import resolve_device
 
-            if not torch.cuda.is_available():
-                raise ConfigError("--device cuda, but CUDA is not available here",
-                                  hint="use --device auto (CUDA when there is one) or cpu")
+            resolve_device("cuda")  # no CUDA: an error before any stage
         for name in STAGES:
             self._stage(name)
         return self.result

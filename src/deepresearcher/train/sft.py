@@ -238,6 +238,7 @@ def build_sft_trainer(
     (bf16 where supported) and on the CPU otherwise (fp32: bf16 fails there).
     """
     from deepresearcher.agent.policy import import_torch, load_tokenizer, resolve_model_name
+    from deepresearcher.agent.policy_hf import resolve_device
 
     torch = import_torch()
     try:
@@ -265,9 +266,7 @@ def build_sft_trainer(
                 hint=TOKENS_HINT if stats.skipped_no_tokens else None,
             )
 
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but CUDA is not available", hint="use --device cpu")
+    cuda = resolve_device(device) == "cuda"
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
     name = resolve_model_name(model)
     tokenizer = load_tokenizer(name)
