@@ -10,11 +10,7 @@ import time
 import pytest
 
 from deepresearcher.agent.policy import Generation, Policy, SamplingParams
-from deepresearcher.agent.policy_openai import (
-    OpenAIChatPolicy,
-    OpenAICompletionsPolicy,
-    _retry_after,
-)
+from deepresearcher.agent.policy_openai import OpenAIChatPolicy, OpenAICompletionsPolicy
 from deepresearcher.errors import ContextOverflowError, PolicyError
 from deepresearcher.protocol.base import RenderedPrompt
 from servers.openai_compat import Fault, OpenAICompatServer, Reply
@@ -239,16 +235,6 @@ def test_retries_are_bounded(openai_server, tiny_tokenizer):
     assert len(openai_server.generation_requests()) == 3
 
 
-def test_retry_after_may_be_an_http_date():
-    assert _retry_after("2") == 2.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 < (_retry_after(future) or 0) <= 30
-
-
-# -- typed errors ------------------------------------------------------------------------------------
-
-
 def test_connection_refused_is_unreachable_with_a_hint(tiny_tokenizer):
     policy = OpenAICompletionsPolicy(
         f"http://127.0.0.1:{free_port()}/v1",
@@ -270,14 +256,14 @@ def test_connect_and_pool_timeouts_are_retried(openai_server, tiny_tokenizer, mo
     import httpx
 
     failures = [httpx.ConnectTimeout("connect"), httpx.PoolTimeout("pool")]
-    request = httpx.AsyncClient.request
+    send = httpx.AsyncClient.send
 
     async def flaky(self, *args, **kwargs):
         if failures:
             raise failures.pop(0)
-        return await request(self, *args, **kwargs)
+        return await send(self, *args, **kwargs)
 
-    monkeypatch.setattr(httpx.AsyncClient, "request", flaky)
+    monkeypatch.setattr(httpx.AsyncClient, "send", flaky)
     openai_server.push(ANSWER)
     policy = OpenAICompletionsPolicy(openai_server.base_url, "tiny", tokenizer=tiny_tokenizer,
                                      max_retries=2, backoff_s=0.001)

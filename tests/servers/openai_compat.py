@@ -51,6 +51,7 @@ class Fault:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0  # > 0: the body is sent 64 bytes at a time, this long apart
 
     @staticmethod
     def error(
@@ -381,10 +382,20 @@ def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
 
+class _Dripping(bytes):
+    """A reply body sent a few bytes at a time (``Fault.drip_s``)."""
+
+    every_s: float = 0.0
+
+
 def _fault(fault: Fault) -> tuple[int, dict[str, str], bytes]:
     if fault.delay_s:
         time.sleep(fault.delay_s)
-    return fault.status, {"Content-Type": "application/json", **fault.headers}, fault.body
+    body = fault.body
+    if fault.drip_s:
+        body = _Dripping(body)
+        body.every_s = fault.drip_s
+    return fault.status, {"Content-Type": "application/json", **fault.headers}, body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -406,7 +417,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if isinstance(payload, _Dripping):
+                for start in range(0, len(payload), 64):
+                    self.wfile.write(payload[start : start + 64])
+                    self.wfile.flush()
+                    time.sleep(payload.every_s)
+            else:
+                self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             self.close_connection = True
 

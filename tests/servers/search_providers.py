@@ -259,6 +259,9 @@ class SearchProviderServer:
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()
             content_type = "application/json"
+        elif isinstance(body, bytes):  # sent as is (a compressed body: with its own headers)
+            data = body
+            content_type = "application/json"
         else:
             data = str(body or "").encode()
             content_type = "text/plain; charset=utf-8"

@@ -181,6 +181,18 @@ def test_errors_are_typed_and_never_show_the_key(server: OpenAICompatServer,
     assert caught.value.kind == "bad_response"
 
 
+def test_a_reply_larger_than_asked_for_is_refused(server: OpenAICompatServer,
+                                                  reader: LLMReader) -> None:
+    import json
+
+    huge = json.dumps({"choices": [{"message": {"content": "x" * (4 << 20)}}]}).encode()
+    server.push(Fault(200, huge))
+    with pytest.raises(ReaderError) as caught:
+        read(reader, BrowseMemory())
+    assert caught.value.kind == "bad_response" and "cap" in str(caught.value)
+    assert len(server.generation_requests()) == 1  # the server's error: not retried
+
+
 def test_unreachable_server() -> None:
     reader = LLMReader("http://127.0.0.1:9/v1", "reader", retry=Retry(retries=0))
     with pytest.raises(ReaderError) as caught:

@@ -23,6 +23,7 @@ from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.http import Retry, parse_retry_after, with_retries
 from deepresearcher.tools.ratelimit import RateLimiter, TokenBucket
 from deepresearcher.tools.web_search import (
+    SEARCH_REPLY_BYTES,
     BraveSearch,
     DuckDuckGoSearch,
     FallbackSearch,
@@ -349,6 +350,26 @@ def test_broken_json_is_malformed(
     error = fails(backend_for(server, monkeypatch))
     assert error.kind == "malformed"
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+def test_a_bomb_or_an_unasked_coding_is_malformed_and_capped(
+    server: SearchProviderServer, monkeypatch: pytest.MonkeyPatch, coding: str
+) -> None:
+    import gzip
+    import tracemalloc
+
+    body = gzip.compress(b'{"organic": [' + b" " * (256 << 20) + b"]}", 1)
+    server.push(Fault(200, body if coding == "gzip" else b"\x1b\x00",
+                      {"Content-Encoding": coding}))
+    tracemalloc.start()
+    error = fails(backend_for(server, monkeypatch))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert error.kind == "malformed"
+    assert ("cap" if coding == "gzip" else "not asked for") in str(error)
+    assert peak < 3 * SEARCH_REPLY_BYTES
+    assert server.requests[-1].headers.get("accept-encoding") == "gzip, deflate"
 
 
 @pytest.mark.parametrize(

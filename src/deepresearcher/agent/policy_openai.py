@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import os
 import random
@@ -24,6 +23,7 @@ import httpx
 from deepresearcher.agent.policy import FinishReason, Generation, SamplingParams
 from deepresearcher.errors import ContextOverflowError, PolicyError
 from deepresearcher.protocol.base import RenderedPrompt
+from deepresearcher.tools.http import BodyError, parse_retry_after, reply_limit, send_bounded
 
 # Statuses worth another try: rate limits and transient server trouble.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -38,6 +38,9 @@ _CONTEXT_PATTERNS = re.compile(
 
 # Connections per httpx pool; see _OpenAIPolicy._http.
 POOL_SHARD_SIZE = 8
+
+# The most bytes read from a reply that is not a generation (GET /models lists every served model).
+MODELS_REPLY_BYTES = 8 * 1024 * 1024
 
 # A chat policy without a tokenizer estimates tokens from characters: about 4 characters per token is
 # the usual figure for English with BPE vocabularies; the guard errs on the side of overestimating.
@@ -208,15 +211,20 @@ class _OpenAIPolicy:
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
         if response is not None:
-            after = _retry_after(response.headers.get("retry-after"))
+            after = parse_retry_after(response.headers.get("retry-after"))
             if after is not None:
                 return min(after, self.max_backoff_s)
         # Full jitter spreads the retries of many concurrent episodes over the window.
         window = min(self.max_backoff_s, self.backoff_s * (2**attempt))
         return random.uniform(window / 2, window)
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """Send one request with bounded retries; the parsed JSON reply or a typed error."""
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                       *, limit: int = MODELS_REPLY_BYTES) -> Any:
+        """Send one request with bounded retries; the parsed JSON reply or a typed error.
+
+        At most ``limit`` bytes of the reply are read (decoded); a longer reply is the server's
+        error. ``timeout`` bounds each attempt whole, the reply's body included.
+        """
         client = self._http()
         shard = self._clients.index(client)
         url = f"{self.base_url}{path}"
@@ -226,7 +234,9 @@ class _OpenAIPolicy:
             try:
                 self._in_flight[shard] += 1
                 try:
-                    response = await client.request(method, url, json=body)
+                    request = client.build_request(method, url, json=body)
+                    response = await asyncio.wait_for(send_bounded(client, request, limit),
+                                                      self.timeout)
                 finally:
                     # The pools may have been replaced meanwhile (aclose, a new event loop).
                     if shard < len(self._clients) and self._clients[shard] is client:
@@ -245,13 +255,16 @@ class _OpenAIPolicy:
                     kind="unreachable",
                     hint=UNREACHABLE_HINT,
                 ) from exc
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                 # Not retried: a generation that took the whole timeout would likely do so again.
                 raise PolicyError(
                     f"no reply from {url} within {self.timeout:g} s ({type(exc).__name__})",
                     kind="timeout",
-                    hint="raise the policy timeout, or lower max tokens per turn / concurrency",
+                    hint="raise the policy server's timeout (--timeout), or lower max tokens per "
+                    "turn / concurrency",
                 ) from exc
+            except BodyError as exc:
+                raise self._bad_response(path, f"{exc} (asked for {_asked(body)})") from exc
             except httpx.TransportError as exc:
                 if attempt < self.max_retries:
                     await asyncio.sleep(self._delay(attempt, None))
@@ -386,7 +399,8 @@ class OpenAICompletionsPolicy(_OpenAIPolicy):
         if sampling.logprobs:
             body["logprobs"] = 1
             body["return_tokens_as_token_ids"] = True
-        data = await self._request("POST", self.endpoint, body)
+        data = await self._request("POST", self.endpoint, body,
+                                   limit=reply_limit(sampling.max_tokens))
         try:
             choice = data["choices"][0]
             text = choice.get("text") or ""
@@ -397,6 +411,9 @@ class OpenAICompletionsPolicy(_OpenAIPolicy):
         if not isinstance(text, str):
             raise self._bad_response(self.endpoint, "choice text is not a string")
         token_ids, logprobs = self._tokens(choice.get("logprobs"), text)
+        if token_ids is not None and len(token_ids) > sampling.max_tokens:
+            raise self._bad_response(self.endpoint, f"{len(token_ids):,} tokens for a request of "
+                                     f"at most {sampling.max_tokens:,}")
         return Generation(
             text=text,
             token_ids=token_ids,
@@ -463,7 +480,8 @@ class OpenAIChatPolicy(_OpenAIPolicy):
         }
         if prompt.tools:
             body["tools"] = prompt.tools
-        data = await self._request("POST", self.endpoint, body)
+        data = await self._request("POST", self.endpoint, body,
+                                   limit=reply_limit(sampling.max_tokens))
         try:
             choice = data["choices"][0]
             message = choice["message"]
@@ -508,21 +526,6 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _error_message(response: httpx.Response) -> str:
     """The server's error message: OpenAI ``{"error": {"message"}}``, vLLM's older flat
     ``{"message"}``, FastAPI's ``{"detail"}``, or the start of the raw body."""
@@ -540,6 +543,11 @@ def _error_message(response: httpx.Response) -> str:
             if isinstance(data.get(key), str):
                 return data[key]
     return json.dumps(data)[:300]
+
+
+def _asked(body: dict[str, Any] | None) -> str:
+    tokens = (body or {}).get("max_tokens")
+    return f"at most {tokens:,} tokens" if isinstance(tokens, int) else "no generation"
 
 
 def _cause(exc: BaseException) -> str:

@@ -23,7 +23,16 @@ import httpx
 
 from deepresearcher.errors import ReaderError
 from deepresearcher.tools.cache import ToolCache
-from deepresearcher.tools.http import RETRY_STATUSES, PerLoop, Retry, retry_after, with_retries
+from deepresearcher.tools.http import (
+    RETRY_STATUSES,
+    BodyError,
+    PerLoop,
+    Retry,
+    reply_limit,
+    retry_after,
+    send_bounded,
+    with_retries,
+)
 from deepresearcher.tools.reader import normalize_extract
 from deepresearcher.tools.usage import record
 from deepresearcher.types import BrowseMemory, Document, PageExtract
@@ -264,8 +273,15 @@ class LLMReader:
         async def attempt() -> dict[str, Any]:
             try:
                 async with self._slots.get():
-                    response = await self._clients.get().post(url, json=body, headers=headers)
-            except httpx.TimeoutException as exc:
+                    client = self._clients.get()
+                    request = client.build_request("POST", url, json=body, headers=headers)
+                    response = await asyncio.wait_for(
+                        send_bounded(client, request, reply_limit(self.max_tokens)),
+                        self.timeout_s)
+            except BodyError as exc:
+                raise ReaderError(f"the reader model at {url} sent a reply too large or "
+                                  f"malformed: {exc}", kind="bad_response") from exc
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                 raise ReaderError(f"the reader model at {url} did not answer in time",
                                   kind="timeout") from exc
             except httpx.HTTPError as exc:

@@ -26,7 +26,7 @@ import httpx
 
 from deepresearcher.errors import ConfigError, SearchError
 from deepresearcher.tools.base import SearchBackend
-from deepresearcher.tools.http import Retry, retry_after, with_retries
+from deepresearcher.tools.http import BodyError, Retry, retry_after, send_bounded, with_retries
 from deepresearcher.tools.ratelimit import RateLimiter
 from deepresearcher.types import SearchHit, SearchResult
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # Failures worth another try against the same provider, and those worth trying the next provider of
 # a fallback chain. An auth failure is neither: it needs the user, and hiding it would cost money.
+# The most bytes (decoded) read from a search API's reply: result pages are tens of KB.
+SEARCH_REPLY_BYTES = 4 * 1024 * 1024
 RETRY_KINDS = frozenset({"rate_limited", "server", "timeout", "unreachable"})
 FALLBACK_KINDS = frozenset({"quota", "rate_limited", "server", "timeout", "unreachable"})
 
@@ -324,13 +326,15 @@ class HTTPSearch(abc.ABC):
         url = f"{self.endpoint}{request.path}"
         async with self.limiter:
             try:
-                response = await client.request(
+                response = await send_bounded(client, client.build_request(
                     request.method,
                     url,
                     params=request.params,
                     json=request.json,
                     headers=request.headers,
-                )
+                ), SEARCH_REPLY_BYTES)
+            except BodyError as exc:
+                raise self._malformed(str(exc)) from exc
             except httpx.TimeoutException as exc:
                 raise WebSearchError(
                     f"{self.name}: no reply from {url} within {self.timeout:g} s",
