@@ -143,7 +143,7 @@ _CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 # Codings stacked on one body (``gzip, gzip`` is legal): more than this is refused.
 MAX_CODINGS = 2
 # Output of one decompression step: what a single step may hold in memory beyond the cap.
-_STEP = 64 * 1024
+_STEP = 256 * 1024
 
 
 class BodyError(Exception):
