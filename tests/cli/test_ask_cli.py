@@ -122,3 +122,36 @@ def test_ask_with_a_chat_model_and_native_tool_calls(openai_server, world):
                                                      "assistant", "tool"]
     assert "Tarrowmere" in last["messages"][-1]["content"]
     assert last["tools"][0]["function"]["name"] == "web_search"
+
+
+HOSTILE = "clear\x1b[2J title\x1b]0;pwned\x07 csi\x9b31m rlo\u202eevil"
+HOSTILE_SHOWN = r"clear\x1b[2J title\x1b]0;pwned\x07 csi\x9b31m rlo\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def test_model_output_reaches_the_terminal_inert(openai_server, tiny_tokenizer_dir, world):
+    """Escape sequences, a C1 CSI and a bidi override in what the model writes are shown as
+    escapes in the live view and the answer panel; --json keeps the exact characters."""
+    script = (search_turn(f"query {HOSTILE}", think=f" think {HOSTILE} "),
+              browse_turn(f"local://wiki/{HOSTILE}"),
+              answer_turn(f"Tarrowmere {HOSTILE}"))
+    common = [QUESTION, "--base-url", openai_server.base_url, "--model", "tiny", "--tokenizer",
+              str(tiny_tokenizer_dir), "--world", str(world)]
+    openai_server.push(*script)
+    result = ask(*common)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert [raw for raw in RAW if raw in out + result.stderr] == []
+    assert f"think  think {HOSTILE_SHOWN}" in out
+    assert f"search query {HOSTILE_SHOWN}" in out
+    assert f"browse local://wiki/{HOSTILE_SHOWN}" in out
+    assert f"answer Tarrowmere {HOSTILE_SHOWN}" in out
+    assert out.count(f"Tarrowmere {HOSTILE_SHOWN}") == 2  # the live line and the answer panel
+
+    openai_server.push(*script)
+    result = ask(*common, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [raw for raw in RAW if raw in result.stdout + result.stderr] == []
+    trajectory = json.loads(result.stdout)
+    assert trajectory["answer"] == f"Tarrowmere {HOSTILE}"
+    assert trajectory["turns"][0]["tool"]["queries"] == [f"query {HOSTILE}"]

@@ -152,3 +152,24 @@ def test_load_tokenizer_reads_a_local_directory(tiny_tokenizer_dir):
 
     assert load_tokenizer(tiny_tokenizer_dir).eos_token == "<|im_end|>"
     assert load_tokenizer(str(tiny_tokenizer_dir)).pad_token == "<|endoftext|>"
+
+
+def test_model_tiny_vocab_size_is_a_maximum_and_the_output_says_what_was_built(tmp_path):
+    pytest.importorskip("torch")
+    from transformers import AutoConfig, AutoTokenizer
+    from typer.testing import CliRunner
+
+    from deepresearcher.cli.main import app
+
+    def build(name: str, size: int) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["model", "tiny", "--out", str(tmp_path / name),
+                                          "--vocab-size", str(size)], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        built = len(AutoTokenizer.from_pretrained(tmp_path / name))
+        assert AutoConfig.from_pretrained(tmp_path / name).vocab_size == built
+        return built, " ".join(result.output.split())
+
+    built, said = build("small", 512)  # the tool tags count: 512 in all, not 516
+    assert built == 512 and "vocabulary of 512 tokens)" in said
+    built, said = build("large", 4096)  # the built-in text has no merges left long before
+    assert built < 4096 and f"vocabulary of {built:,} tokens; 4,096 asked" in said

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from deepresearcher.cli import display
+
 data_app = typer.Typer(
     help="Training and evaluation question sets: convert, build, filter.", no_args_is_help=True
 )
@@ -18,9 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr)
+    return display.console(stderr=stderr)
 
 
 # convert ------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def convert(
         records = load_qa_file(Path(str(source)), data_source=data_source, split=split or "train",
                                fmt=fmt)
     write_records(records, out)
-    _console().print(f"wrote {len(records):,} questions to {out}")
+    _console().print(display.text(f"wrote {len(records):,} questions to {out}"))
 
 
 # build-train --------------------------------------------------------------------------------------
@@ -170,8 +170,8 @@ def build_train(
         table.add_column(col, justify="left" if col in ("data_source", "file") else "right")
     for source, report in result.sources.items():
         table.add_row(
-            source,
-            files[source].name,
+            display.text(source),
+            display.text(files[source].name),
             f"{report.loaded:,}",
             f"{report.duplicates:,}",
             f"{report.excluded:,}",
@@ -191,10 +191,10 @@ def build_train(
     console = _console()
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"train: {len(result.train):,} questions -> {out}")
+        console.print(display.text(("note:", "yellow"), f" {note}"))
+    console.print(display.text(f"train: {len(result.train):,} questions -> {out}"))
     if dev_out is not None:
-        console.print(f"dev: {len(result.dev):,} questions -> {dev_out}")
+        console.print(display.text(f"dev: {len(result.dev):,} questions -> {dev_out}"))
 
 
 # filters ------------------------------------------------------------------------------------------
@@ -231,10 +231,10 @@ def _run_filter(title: str, run: Any, out: Path) -> Any:
 
             return asyncio.run(run(progress))
     except KeyboardInterrupt:
-        console.print(
+        console.print(display.text(
             f"interrupted: decisions so far are in {out / 'decisions.jsonl'}; "
             "rerun the same command to resume"
-        )
+        ))
         raise typer.Exit(130) from None
 
 
@@ -252,11 +252,13 @@ def _print_summary(summary: Any) -> None:
     table.add_row("dropped", f"{summary.dropped:,}")
     table.add_row("unparseable", f"{summary.unparseable:,}")
     for reason, n in summary.by_reason.items():
-        table.add_row(f"reason: {reason}", f"{n:,}")
+        table.add_row(display.text(f"reason: {reason}"), f"{n:,}")
     for source, counts in summary.by_data_source.items():
-        table.add_row(f"{source}", f"kept {counts['kept']:,}, dropped {counts['dropped']:,}")
+        table.add_row(display.text(source),
+                      f"kept {counts['kept']:,}, dropped {counts['dropped']:,}")
     table.add_row(
-        "outputs", f"{summary.out_dir}/{{kept,dropped}}.parquet, decisions.jsonl, summary.json"
+        "outputs", display.text(f"{summary.out_dir}/{{kept,dropped}}.parquet, "
+                                "decisions.jsonl, summary.json")
     )
     _console().print(table)
 

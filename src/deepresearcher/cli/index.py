@@ -123,7 +123,6 @@ def build(
     ] = 1000,
 ) -> None:
     """Build a BM25 index over a JSONL corpus (wiki-18 / FlashRAG format)."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -134,9 +133,10 @@ def build(
         TransferSpeedColumn,
     )
 
+    from deepresearcher.cli import display
     from deepresearcher.tools.local_search import build_index
 
-    console = Console(stderr=True)
+    console = display.console(stderr=True, highlight=False)
     total = corpus.stat().st_size if corpus.is_file() else None
     columns = (
         TextColumn("indexing"),
@@ -159,11 +159,9 @@ def build(
             heap_bytes=heap_mb * 1_000_000,
         )
     skipped = f", {info.skipped_lines:,} malformed lines skipped" if info.skipped_lines else ""
-    console.print(
-        f"[green]indexed[/] {info.doc_count:,} passages in {info.build_seconds:.1f} s"
-        f"{skipped}; {_human_bytes(info.size_bytes)} on disk at {info.path}",
-        highlight=False,
-    )
+    console.print(display.text(
+        ("indexed", "green"), f" {info.doc_count:,} passages in {info.build_seconds:.1f} s"
+        f"{skipped}; {_human_bytes(info.size_bytes)} on disk at {info.path}"))
 
 
 @index_app.command("info")
@@ -200,7 +198,10 @@ def search(
                            language=language)
     result = asyncio.run(_search_once(backend, query, k))
     if as_json:
-        typer.echo(json.dumps([asdict(hit) for hit in result.hits], ensure_ascii=False, indent=2))
+        from deepresearcher.cli.display import inert_json
+
+        hits = json.dumps([asdict(hit) for hit in result.hits], ensure_ascii=False, indent=2)
+        typer.echo(inert_json(hits))
         return
     _print_hits(result)
 
@@ -215,15 +216,15 @@ async def _search_once(backend: SearchBackend, query: str, k: int) -> SearchResu
 
 
 def _print_hits(result: SearchResult) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+    from deepresearcher.cli import display
 
-    console = Console()
+    console = display.console(highlight=False)
     if not result.hits:
         console.print("[dim]no results[/]")
         return
     for rank, hit in enumerate(result.hits, start=1):
-        score = f" [dim]{hit.score:.2f}[/]" if hit.score is not None else ""
-        console.print(f"[bold]{rank}. {escape(hit.title or '(untitled)')}[/]{score}")
-        console.print(f"   [blue]{escape(hit.url)}[/]", highlight=False)
-        console.print(f"   {escape(hit.snippet)}", highlight=False)
+        score = f" {hit.score:.2f}" if hit.score is not None else ""
+        console.print(display.text((f"{rank}. {hit.title or '(untitled)'}", "bold"),
+                                   (score, "dim")))
+        console.print(display.text("   ", (hit.url, "blue")))
+        console.print(display.text(f"   {hit.snippet}"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
+import warnings
+from typing import Any
 
 import typer
-from rich.console import Console
 
 from deepresearcher import __version__
+from deepresearcher.cli.display import inert, plain_flags, print_error, show_warning
 from deepresearcher.errors import DeepResearcherError
 
 app = typer.Typer(
@@ -52,6 +55,7 @@ def _root(
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+plain_flags()
 
 
 def _is_usage_error(exc: BaseException) -> bool:
@@ -63,27 +67,39 @@ def _is_usage_error(exc: BaseException) -> bool:
     )
 
 
+def _show_usage_error(exc: Any) -> None:
+    """Click's usage error text (usage line, help hint, ``Error: …``), inert: it quotes what was
+    typed, and click's own printer would strip some escape sequences silently and pass others."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        hint = ""
+        if ctx.command.get_help_option(ctx) is not None:
+            hint = f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n"
+        sys.stderr.write(inert(f"{ctx.get_usage()}\n{hint}\n"))
+    sys.stderr.write(inert(f"Error: {exc.format_message()}") + "\n")
+
+
 def main() -> None:
     """Entry point: run the app and turn our typed errors into one clear line plus a hint."""
+    warnings.showwarning = show_warning
     try:
         # With standalone_mode=False click returns a command's exit code instead of exiting.
         code = app(standalone_mode=False)
     except DeepResearcherError as exc:
-        console = Console(stderr=True, soft_wrap=True)  # one line, whatever the width
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        if exc.hint:
-            console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+        print_error(exc, exc.hint)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        Console(stderr=True).print("aborted")
+        sys.stderr.write("aborted\n")
         sys.exit(130)
     except Exception as exc:
         if _is_usage_error(exc):
-            exc.show()  # type: ignore[attr-defined]
+            _show_usage_error(exc)
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        raise
+        # A bug: the traceback as Python prints it, but inert (messages quote paths, URLs, replies).
+        sys.stderr.write(inert("".join(traceback.format_exception(exc))))
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -52,14 +52,14 @@ def quickstart(
     Builds a fictional world and a tiny model, warm-starts it with SFT, trains it with GRPO, and
     reports held-out answer F1 before and after RL (report.md, report.json, a reward-curve PNG
     and the evaluation trajectories in --out)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from deepresearcher.cli import display
     from deepresearcher.cli.common import quiet_hf
     from deepresearcher.train.quickstart import STAGE_TITLES, STAGES, Quickstart
 
     quiet_hf()
-    console = Console(stderr=True)
+    console = display.console(stderr=True)
     settings = quickstart_settings(
         seed=seed,
         fast=fast,
@@ -110,14 +110,12 @@ def quickstart(
             STAGE_TITLES[name] + (" (reused)" if stage.skipped else ""), f"{stage.seconds:.1f}"
         )
     times.add_row("total", f"{result.seconds:.1f}")
-    printer = Console()
+    printer = display.console()
     printer.print(table)
     printer.print(times)
-    printer.print(
+    printer.print(display.text(
         f"report: {out / 'report.md'} (and report.json, reward_curve.png, "
-        f"trajectories/); TensorBoard: tensorboard --logdir {out / 'grpo' / 'runs'}",
-        highlight=False,
-    )
+        f"trajectories/); TensorBoard: tensorboard --logdir {out / 'grpo' / 'runs'}"))
 
 
 def quickstart_settings(

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from deepresearcher.cli import display
+
 TINY = "tiny"
 
 
@@ -62,7 +64,6 @@ def expert(
     loss masks recorded."""
     import asyncio
 
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -72,7 +73,7 @@ def expert(
     from deepresearcher.world import load_manifest
 
     quiet_hf()
-    console = Console(stderr=True)
+    console = display.console(stderr=True)
     manifest = load_manifest(world)  # a clear error for a folder that is not a world
     total = len(load_cases(manifest.questions_path(split, fmt="jsonl"), limit=limit))
     with console.status("loading the tokenizer…"):
@@ -109,19 +110,21 @@ def expert(
         )
 
     table = Table(
-        title=f"expert on {split}: {stats.episodes} episodes in {stats.seconds:.1f} s",
+        title=display.text(f"expert on {split}: {stats.episodes} episodes in "
+                           f"{stats.seconds:.1f} s"),
         show_header=False,
     )
     table.add_column(style="bold")
     table.add_column()
     table.add_row("answered, F1 = 1", f"{stats.exact} ({stats.success_rate:.1%})")
-    table.add_row("statuses", ", ".join(f"{k} {v}" for k, v in sorted(stats.statuses.items())))
-    for source, (n, ok) in sorted(stats.by_source.items()):
-        table.add_row(f"  {source}", f"{ok}/{n}")
+    table.add_row("statuses", display.text(", ".join(f"{k} {v}"
+                                                     for k, v in sorted(stats.statuses.items()))))
+    for source, (n, ok) in sorted(stats.by_source.items()):  # the world's data sources
+        table.add_row(display.text(f"  {source}"), f"{ok}/{n}")
     table.add_row("mean turns", f"{stats.mean_turns:.2f}")
     table.add_row("with tokens", str(stats.with_tokens))
-    table.add_row("trajectories", str(out))
-    Console().print(table)
+    table.add_row("trajectories", display.text(str(out)))
+    display.console().print(table)
 
 
 def sft(
@@ -187,7 +190,6 @@ def sft(
     ] = False,
 ) -> None:
     """Supervised warm start on trajectories with TRL's SFTTrainer; loss only on assistant tokens."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -210,7 +212,7 @@ def sft(
         raise ConfigError(f"unknown device {device!r}", hint="choose auto, cpu or cuda")
     statuses = None if status and "all" in status else tuple(status or ("answered",))
     quiet_hf()
-    console = Console(stderr=True, quiet=not is_main_process())  # several processes: rank 0 speaks
+    console = display.console(stderr=True, quiet=not is_main_process())  # rank 0 speaks for all
     columns = (
         TextColumn("sft"),
         BarColumn(),
@@ -246,16 +248,14 @@ def sft(
             logging_steps=5,
             on_log=on_log,
         )  # type: ignore[arg-type]
-    out_console = Console(quiet=not is_main_process())
-    out_console.print(f"data: {result.data.summary()}", highlight=False)
+    out_console = display.console(quiet=not is_main_process(), highlight=False)
+    out_console.print(display.text(f"data: {result.data.summary()}"))
     warning = result.data.warning()
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(display.text(("warning:", "yellow"), f" {warning}"))
     first = f"{result.first_loss:.3f}" if result.first_loss is not None else "–"
     last = f"{result.last_loss:.3f}" if result.last_loss is not None else "–"
-    out_console.print(
+    out_console.print(display.text(
         f"trained {result.steps} steps in {result.seconds:.1f} s on {result.device}: "
-        f"loss {first} → {last}",
-        highlight=False,
-    )
-    out_console.print(f"model and tokenizer saved to {result.out}", highlight=False)
+        f"loss {first} → {last}"))
+    out_console.print(display.text(f"model and tokenizer saved to {result.out}"))

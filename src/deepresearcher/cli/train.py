@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from deepresearcher.cli import display
+
 
 def register(app: typer.Typer) -> None:
     app.command("train", context_settings={"allow_extra_args": False})(train)
@@ -25,9 +27,10 @@ def train(
     from deepresearcher.train.recipes import dump_recipe, load_recipe
 
     config = load_recipe(recipe, list(overrides or []))
-    console = Console(quiet=not is_main_process())  # several processes: rank 0 speaks for all
+    # Several processes: rank 0 speaks for all. Recipe names, models and paths: inert, not markup.
+    console = display.console(quiet=not is_main_process(), highlight=False, soft_wrap=True)
     if dry_run:
-        console.print(dump_recipe(config), highlight=False, markup=False)
+        console.print(display.text(dump_recipe(config)))
         return
     import warnings
 
@@ -40,12 +43,10 @@ def train(
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     checkpoint = last_checkpoint(config.run.output_dir) if resume else None
     processes = process_count()
-    console.print(
+    console.print(display.text(
         f"GRPO: recipe {config.name}, model {config.model}, output {config.run.output_dir}"
         + (f", {processes} processes" if processes > 1 else "")
-        + (f", resuming from {checkpoint}" if checkpoint else ""),
-        highlight=False, soft_wrap=True,
-    )
+        + (f", resuming from {checkpoint}" if checkpoint else "")))
     g = config.grpo
     episodes = g.questions_per_step * g.rollouts_per_question
     share = episodes // processes
@@ -59,18 +60,16 @@ def train(
         result = run_grpo(config, resume=resume, on_step=lines)
     except KeyboardInterrupt:
         saved = last_checkpoint(config.run.output_dir)
-        console.print(
+        console.print(display.text(
             "interrupted; "
             + (f"the last checkpoint is {saved}: run the same command again to resume from it"
                if saved else "no checkpoint was written yet (run.save_every="
-               f"{config.run.save_every})"),
-            highlight=False,
-        )
+               f"{config.run.save_every})")))
         raise typer.Exit(130) from None
     where = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
-    console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s{where}; "
-                  f"model in {result.output_dir / 'final'}, TensorBoard logs in "
-                  f"{result.output_dir / 'runs'}", highlight=False, soft_wrap=True)
+    console.print(display.text(
+        f"trained {result.global_step} steps in {result.seconds:.0f}s{where}; model in "
+        f"{result.output_dir / 'final'}, TensorBoard logs in {result.output_dir / 'runs'}"))
 
 
 class StepLines:

@@ -34,7 +34,6 @@ def build(
     """Generate a fictional encyclopedia with a search corpus and benchmark-shaped questions."""
     import time
 
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -46,9 +45,10 @@ def build(
     )
     from rich.table import Table
 
+    from deepresearcher.cli import display
     from deepresearcher.world import build_world
 
-    console = Console(stderr=True)
+    console = display.console(stderr=True)
     stages = [s for s in STAGES if s != "index" or not no_index]
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -72,13 +72,15 @@ def build(
     table.add_row("passages", f"{manifest.passages:,}")
     table.add_row("pages", f"{manifest.pages:,} ({manifest.pdfs:,} PDF, "
                            f"{manifest.long_pages:,} long)")
+    # Paths under --out, which the user named: shown inert, never read as markup.
     for split, n in manifest.questions.items():
-        table.add_row(f"questions: {split}", f"{n:,}  {manifest.questions_path(split)}")
-    table.add_row("corpus", str(manifest.corpus_path))
-    table.add_row("pages dir", str(manifest.pages_path))
-    table.add_row("index", str(manifest.index_path) if manifest.index_path else "(skipped)")
-    table.add_row("manifest", str(manifest.root / "world.json"))
-    Console().print(table)
+        table.add_row(f"questions: {split}",
+                      display.text(f"{n:,}  {manifest.questions_path(split)}"))
+    table.add_row("corpus", display.text(str(manifest.corpus_path)))
+    table.add_row("pages dir", display.text(str(manifest.pages_path)))
+    table.add_row("index", display.text(str(manifest.index_path or "(skipped)")))
+    table.add_row("manifest", display.text(str(manifest.root / "world.json")))
+    display.console().print(table)
 
 
 @world_app.command("question")
@@ -93,6 +95,7 @@ def question(
     """Print a question of a world (for `deepresearcher ask "$(…)"`)."""
     import json
 
+    from deepresearcher.cli.display import inert, inert_json
     from deepresearcher.errors import ConfigError
     from deepresearcher.world import SPLITS, load_manifest
 
@@ -110,4 +113,6 @@ def question(
         raise ConfigError(f"the {split} split has {len(records)} matching questions, "
                           f"so there is no question {number}")
     record = records[number]
-    typer.echo(json.dumps(record, ensure_ascii=False) if as_json else record["question"])
+    # The file's words: inert (--json keeps them exact, as JSON escapes).
+    typer.echo(inert_json(json.dumps(record, ensure_ascii=False)) if as_json
+               else inert(record["question"]))

@@ -67,6 +67,10 @@ def build_tokenizer(
 ) -> Any:
     """Train a byte-level BPE tokenizer shaped like Qwen2.5's, save it to ``out_dir`` and return it.
 
+    ``vocab_size`` is the most the BPE learns, special tokens included; the four tool tags are
+    added on top. It stops earlier when the texts have no pair left to merge: the default texts
+    give 1,146 (1,150 tokens in all), whatever the size asked above that.
+
     ``chat_template`` defaults to Qwen2.5's own (TRL's copy, ``trl.chat_template_utils``); it is
     saved with the tokenizer, so ``AutoTokenizer.from_pretrained(out_dir)`` needs no TRL.
     Deterministic: the same texts give the same vocabulary.
