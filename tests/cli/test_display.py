@@ -270,3 +270,20 @@ def test_search_results_are_shown_inert_and_kept_exact_in_json(monkeypatch, caps
                             "--json")
     assert code == 0 and raw_unsafe(out) == []
     assert json.loads(out)[0]["snippet"] == f"Ray Lake died {HOSTILE} [bold]"
+
+
+def test_log_records_reach_the_terminal_inert():
+    import subprocess
+
+    code = (
+        "import logging, sys\n"
+        "from deepresearcher.cli.display import inert_logging\n"
+        "inert_logging()\n"
+        "logging.getLogger('deepresearcher.agent.toolbox').warning('fetching %s failed', "
+        "sys.argv[1])\n"
+        "logging.getLogger('x').info('not shown')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, HOSTILE], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    assert done.stderr == f"fetching {HOSTILE_SHOWN} failed\n"

@@ -18,6 +18,7 @@ those characters as JSON ``\\u`` escapes; files on disk are never touched.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Iterable
@@ -28,8 +29,8 @@ from rich.segment import Segment
 from rich.text import Text
 
 __all__ = [
-    "InertConsole", "console", "inert", "inert_json", "plain_flags", "print_error", "show_warning",
-    "text",
+    "InertConsole", "InertFormatter", "console", "inert", "inert_json", "inert_logging",
+    "plain_flags", "print_error", "show_warning", "text",
 ]
 
 # The characters made inert (see the module docstring). The format characters are Unicode 15.1's
@@ -148,3 +149,23 @@ def show_warning(message: Warning | str, category: type[Warning], filename: str,
     shown = inert(warnings.formatwarning(message, category, filename, lineno, line))
     with contextlib.suppress(OSError):  # as Python's own: a broken stderr loses the warning
         (file or sys.stderr).write(shown)
+
+
+class InertFormatter(logging.Formatter):
+    """A log formatter whose lines are inert: log messages quote URLs, queries and exceptions."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
+
+
+def inert_logging() -> None:
+    """Log records that reach the terminal through the root logger (warnings and errors, as
+    Python's last-resort handler shows them) go out inert; a root logger already set up by the
+    user is left alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(InertFormatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)

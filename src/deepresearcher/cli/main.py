@@ -11,7 +11,13 @@ from typing import Any
 import typer
 
 from deepresearcher import __version__
-from deepresearcher.cli.display import inert, plain_flags, print_error, show_warning
+from deepresearcher.cli.display import (
+    inert,
+    inert_logging,
+    plain_flags,
+    print_error,
+    show_warning,
+)
 from deepresearcher.errors import DeepResearcherError
 
 app = typer.Typer(
@@ -82,6 +88,7 @@ def _show_usage_error(exc: Any) -> None:
 def main() -> None:
     """Entry point: run the app and turn our typed errors into one clear line plus a hint."""
     warnings.showwarning = show_warning
+    inert_logging()
     try:
         # With standalone_mode=False click returns a command's exit code instead of exiting.
         code = app(standalone_mode=False)
