@@ -44,3 +44,34 @@ def test_failed_searches_and_pages_are_counted_and_reported():
                                                                "failed_pages": 0}
     report = render_report(scores, None, paper=False)
     assert "| failed searches | failed pages |" in report and "| 1 | 2 |" in report
+
+
+def test_failed_episodes_are_counted_with_their_causes_and_flagged_at_the_top():
+    """A failed episode scores 0 like a wrong answer: the scores count the failures by cause and
+    the report says so before any table."""
+    from deepresearcher.eval.report import error_kind, failure_summary
+
+    rows = _rows()
+    for row, error in zip(rows[:3], ("policy http_error: http://h/v1 answered 500: `boom`",
+                                     "policy http_error: answered 503",
+                                     "internal error: KeyError: 'x'"), strict=True):
+        row.update(status="error", error=error, scores={"f1": 0.0, "em": 0.0})
+    scores = compute_scores(rows, seed=0)
+    assert scores["failed_episodes"] == 3 and scores["failed_share"] == 0.5
+    assert scores["failure_kinds"] == {"policy http_error": 2, "internal KeyError": 1}
+    assert scores["by_source"]["nq"]["failed"] == 3 and scores["by_source"]["Bamboogle"]["failed"] == 0
+    assert failure_summary(scores).startswith("3 of 6 episodes failed (50%) "
+                                              "(policy http_error × 2, internal KeyError × 1)")
+    report = render_report(scores, None)
+    top = report.split("## Scores", 1)[0]
+    assert "**Warning: 3 of 6 episodes failed (50%)" in top
+    assert "> - `policy http_error` × 2, e.g. `policy http_error: http://h/v1 answered 500: 'boom'`" \
+        in top
+    assert error_kind(None) == "unknown" and error_kind("CacheError: damaged") == "CacheError"
+    assert error_kind("policy timeout: no reply") == "policy timeout"
+    # None failed: no warning, and the counts say zero.
+    clean = compute_scores(_rows(), seed=0)
+    assert clean["failed_episodes"] == 0 and failure_summary(clean) is None
+    assert "Warning" not in render_report(clean, None)
+    every = compute_scores(rows[:3], seed=0)
+    assert failure_summary(every).startswith("no episode could be run: all 3 failed")

@@ -115,3 +115,35 @@ def test_judge_errors_are_judged_again_on_resume(tiny_tokenizer, eval_world, tmp
     assert judge.calls == 6
     asyncio.run(runner.run(records, store))
     assert judge.calls == 6  # decided verdicts are not asked again
+
+
+def test_failed_episodes_are_run_again_on_resume_unless_kept(tiny_tokenizer, eval_world,
+                                                              tmp_path):
+    """An episode that failed (the server down) ran nothing: a resumed run runs it again by
+    default, and its new line supersedes the failed one; ``retry_errors=False`` keeps it."""
+    from deepresearcher.errors import PolicyError
+    from deepresearcher.eval.runner import still_done
+
+    down = {"yes": True}
+
+    def script(prompt, turn):
+        question = prompt.text.split("<|im_start|>user\n", 1)[-1].split("<|im_end|>", 1)[0]
+        if down["yes"] and "country" in question:
+            raise PolicyError("http://x/v1/completions answered 500: boom", kind="http_error")
+        return research_turn(prompt.text)
+
+    runner, _ = _runner(tiny_tokenizer, eval_world, concurrency=3)
+    runner.agents[0].policy.script = script
+    store = ResultStore(tmp_path / "results.jsonl")
+    records = make_records()
+    asyncio.run(runner.run(records, store))
+    failed = [k for k, r in store.load().items() if r["status"] == "error"]
+    assert failed == ["world_2_1#0"]
+    assert store.load()[failed[0]]["error"].startswith("policy http_error:")
+    assert set(still_done(store.load(), retry_errors=True)) == {"world_1_0#0", "world_3_2#0"}
+    down["yes"] = False
+    kept = asyncio.run(runner.run(records, store, retry_errors=False))
+    assert kept.ran == 0
+    again = asyncio.run(runner.run(records, store))
+    assert (again.done_before, again.ran) == (2, 1)
+    assert {r["status"] for r in store.load().values()} == {"answered"}

@@ -126,6 +126,8 @@ class OpenAICompatServer:
     empty (default: ``default_text``). ``api_key``: when set, requests must carry it as a bearer
     token. ``max_model_len``: when set (with a tokenizer), requests that do not fit get vLLM's 400.
     ``latency_s``: added to every generation request. ``port``: 0 picks a free one.
+    ``fault_all``: when set (also on a running server), every request gets this reply, the model
+    list included: a server that is up but broken.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class OpenAICompatServer:
         max_model_len: int | None = None,
         latency_s: float = 0.0,
         port: int = 0,
+        fault_all: Fault | None = None,
     ) -> None:
         self.models = list(models)
         self.requested_port = port
@@ -148,6 +151,7 @@ class OpenAICompatServer:
         self.api_key = api_key
         self.max_model_len = max_model_len
         self.latency_s = latency_s
+        self.fault_all = fault_all
         self.requests: list[RecordedRequest] = []
         self._queue: collections.deque[Reply | Fault | str] = collections.deque()
         self._lock = threading.Lock()
@@ -239,6 +243,8 @@ class OpenAICompatServer:
             self.requests.append(request)
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return _fault(Fault.unauthorized())
+        if self.fault_all is not None:
+            return _fault(self.fault_all)
         if method == "GET" and path == "/v1/models":
             data = [
                 {

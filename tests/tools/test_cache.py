@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deepresearcher.errors import ConfigError, DeepResearcherError, SearchError
+from deepresearcher.errors import ConfigError, DataError, DeepResearcherError, SearchError
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.cache import (
     CachedSearch,
@@ -464,3 +465,156 @@ def test_a_forked_child_does_not_commit_its_parents_queue(tmp_path: Path) -> Non
     child.join(60)
     assert child.exitcode == 0
     assert cache.stats().stored_hits == {"pages": 4}  # the parent's 3 + the child's 1, once
+
+
+# -- a file that is not a usable cache: one typed error when the cache is opened ------------------
+
+
+def _cache_with_rows(path: Path, n: int = 300) -> Path:
+    store = ToolCache(path)
+    for i in range(n):
+        store.put("search", {"q": f"q{i}"}, {"text": "x" * 200, "i": i})
+    store.close()
+    return path
+
+
+def test_a_file_that_is_not_a_cache_is_refused_when_opened(tmp_path: Path) -> None:
+    from deepresearcher.errors import CacheError
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 100)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    other = tmp_path / "app.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    wrong_columns = tmp_path / "wrong.sqlite"
+    with sqlite3.connect(wrong_columns) as conn:
+        conn.execute("CREATE TABLE cache (k TEXT, v TEXT)")
+    newer = _cache_with_rows(tmp_path / "newer.sqlite", 1)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 7")
+    cases = {
+        text: ("not_sqlite", "not a SQLite database"),
+        folder: ("is_directory", "is a directory"),
+        other: ("not_a_cache", "not a tool cache (its tables: users)"),
+        wrong_columns: ("not_a_cache", "its cache table has columns k, v"),
+        newer: ("schema_version", "schema version 7; this deepresearcher reads version 1"),
+        text / "sub" / "c.sqlite": ("unwritable", "cannot create the folder"),
+    }
+    for path, (kind, words) in cases.items():
+        for mode in ("read-write", "replay"):
+            with pytest.raises(CacheError, match=re.escape(words)) as caught:
+                ToolCache(path, mode=mode)
+            assert caught.value.kind == kind and caught.value.hint
+            assert isinstance(caught.value, DeepResearcherError)
+    # Another program's database is left exactly as it was: no table added to it.
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+    ToolCache(folder, mode="off")  # off never opens anything
+
+
+def test_a_new_cache_is_stamped_and_an_unstamped_one_still_opens(tmp_path: Path) -> None:
+    path = _cache_with_rows(tmp_path / "c.sqlite", 2)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        conn.execute("PRAGMA user_version = 0")  # a file written before the stamp
+    assert ToolCache(path).get("search", {"q": "q1"}) == {"text": "x" * 200, "i": 1}
+
+
+def test_a_damaged_cache_is_a_cache_error_at_open_or_at_the_damaged_page(tmp_path: Path) -> None:
+    from deepresearcher.errors import CacheError
+
+    path = _cache_with_rows(tmp_path / "c.sqlite")
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.sqlite"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CacheError, match="is damaged") as caught:
+        ToolCache(truncated)
+    assert caught.value.kind == "corrupt" and "cache import" in (caught.value.hint or "")
+    # Damage past the schema passes the open check, and is named where it is met.
+    damaged = tmp_path / "damaged.sqlite"
+    middle = bytearray(data)
+    middle[len(data) // 2: len(data) // 2 + 8192] = os.urandom(8192)
+    damaged.write_bytes(middle)
+    cache = ToolCache(damaged, mode="replay")
+    with pytest.raises(CacheError, match="is damaged"):
+        cache.stats()
+    with pytest.raises(CacheError, match="is damaged"):
+        cache.integrity_check()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_read_only_cache_is_refused_in_read_write_mode_and_read_in_replay(
+        tmp_path: Path) -> None:
+    from deepresearcher.errors import CacheError
+
+    path = _cache_with_rows(tmp_path / "c.sqlite", 1)
+    path.chmod(0o444)
+    try:
+        with pytest.raises(CacheError, match="cannot write the tool cache") as caught:
+            ToolCache(path)
+        assert caught.value.kind == "unwritable" and "--cache-mode replay" in caught.value.hint
+        assert ToolCache(path, mode="replay").get("search", {"q": "q0"})["i"] == 0
+    finally:
+        path.chmod(0o644)
+
+
+def _export_line(**fields: object) -> str:
+    row = {"namespace": "search", "key": "k", "params": {"q": "new"}, "value": {"v": 1},
+           "created_at": 1.5, "hits": 0, **fields}
+    return json.dumps({k: v for k, v in row.items() if v is not ...})
+
+
+@pytest.mark.parametrize(("bad", "words"), [
+    ("this is not json", "line 2: not valid JSON"),
+    ('["a", "list"]', "line 2: a list, not a JSON object"),
+    (_export_line(key=...), "line 2: no key"),
+    (_export_line(namespace=3), "line 2: namespace must be a non-empty string"),
+    (_export_line(params="q=1"), "line 2: params must be a JSON object"),
+    (_export_line(created_at="yesterday"), "line 2: created_at must be a number"),
+    (_export_line(created_at=True), "line 2: created_at must be a number"),
+    (_export_line(hits=-1), "line 2: hits must be a whole number"),
+    (b"\xff\xfe\x00binary", "line 2: not UTF-8 text"),
+])
+def test_a_malformed_export_imports_nothing_and_names_the_line(tmp_path: Path, bad: str | bytes,
+                                                               words: str) -> None:
+    cache = ToolCache(tmp_path / "c.sqlite")
+    cache.put("search", {"q": "old"}, {"v": 0})
+    export = tmp_path / "rows.jsonl"
+    good = _export_line(key="k1").encode()
+    export.write_bytes(good + b"\n" + (bad if isinstance(bad, bytes) else bad.encode()) + b"\n"
+                       + _export_line(key="k3").encode() + b"\n")
+    with pytest.raises(DataError, match=words) as caught:
+        cache.import_jsonl(export)
+    assert str(export) in str(caught.value) and "nothing was imported" in caught.value.hint
+    assert cache.stats().rows == {"search": 1}  # all or nothing: the good first line is not in
+
+
+def test_a_line_longer_than_the_limit_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepresearcher.tools.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "MAX_IMPORT_LINE_BYTES", 1024)
+    export = tmp_path / "rows.jsonl"
+    export.write_text(_export_line() + "\n" + _export_line(value="x" * 5000) + "\n")
+    cache = ToolCache(tmp_path / "c.sqlite")
+    with pytest.raises(DataError, match="line 2: longer than 0 MiB"):
+        cache.import_jsonl(export)
+    assert cache.stats().rows == {}
+
+
+def test_export_checks_where_it_writes_before_reading(tmp_path: Path) -> None:
+    cache = ToolCache(_cache_with_rows(tmp_path / "c.sqlite", 2), mode="replay")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        cache.export_jsonl(folder)
+    with pytest.raises(ConfigError, match=r"no folder .*missing"):
+        cache.export_jsonl(tmp_path / "missing" / "rows.jsonl")
+    with pytest.raises(ConfigError, match="cannot write"):
+        cache.export_jsonl(Path("/proc/rows.jsonl"))
+    assert list(folder.iterdir()) == []
+    out = folder / "rows.jsonl"
+    assert cache.export_jsonl(out) == 2
+    assert [p.name for p in folder.iterdir()] == ["rows.jsonl"]  # no temporary file left

@@ -175,12 +175,15 @@ def write_jsonl(path: Path, trajectories: list[Trajectory], *, append: bool = Tr
 
 def read_jsonl(path: Path) -> Iterator[Trajectory]:
     """Read trajectories back; a malformed line is a ``DataError`` naming the file and line."""
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                data = json.loads(line)
+                data = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1}); not a "
+                                "trajectory JSONL file?") from exc
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
             version = data.get("schema_version") if isinstance(data, dict) else None

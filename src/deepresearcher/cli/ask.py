@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from deepresearcher.agent.build import DEFAULT_MODEL
+from deepresearcher.cli import display
 from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
 
 # Exit codes of ``ask``: 0 answered; 1 ended without an answer (format error, max turns, context
@@ -70,6 +71,9 @@ def ask(
                                       help="Sampling temperature (0 = greedy)."),
     date: str | None = typer.Option(None, "--date", help="Date in the system prompt (YYYY-MM-DD)."),
     context_window: int | None = typer.Option(None, "--context-window", min=1),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001,
+                                         help="Seconds the policy server (--base-url) has for "
+                                         "each generation request [default: 300]."),
     device: str = typer.Option("cpu", "--device", help="Device for a local model: cpu, cuda, cuda:1, ... or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the full trajectory as JSON."),
 ) -> None:
@@ -90,12 +94,13 @@ def ask(
         allow_hosts=tuple(allow_host), allow_private=allow_private,
         prices=load_prices(prices) if prices is not None else None,
     ))
-    console = Console(stderr=as_json, highlight=False)
+    console = display.console(stderr=as_json, highlight=False)
     quiet_hf()
     with console.status("loading the model…"):
         policy = build_policy(model, base_url=base_url, api=api,  # type: ignore[arg-type]
                               profile=profile, tokenizer=tokenizer,
-                              context_window=context_window, device=device)
+                              context_window=context_window, device=device,
+                              timeout=timeout)
     view = LiveView(console)
     agent = Agent(policy, toolbox, config)
 
@@ -111,7 +116,7 @@ def ask(
 
     trajectory = asyncio.run(run())
     if as_json:
-        sys.stdout.write(trajectory.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(display.inert_json(trajectory.model_dump_json(indent=2)) + "\n")
     else:
         view.summary(trajectory)
     if trajectory.status == "answered":
@@ -120,7 +125,8 @@ def ask(
 
 
 class LiveView:
-    """Prints think / search / browse / answer as they happen, with a spinner while generating."""
+    """Prints think / search / browse / answer as they happen, with a spinner while generating.
+    What the model wrote, the tools returned and the question are shown inert (cli/display.py)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -140,34 +146,36 @@ class LiveView:
         self.stop()
         data = event.data
         if event.kind == "start":
-            self.console.print(Text.assemble(("question ", "bold"), data["question"]))
+            self.console.print(display.text(("question ", "bold"), data["question"]))
         elif event.kind == "turn":
             self._turn(event.turn, data["action"])
         elif event.kind == "observation":
             self._observation(data["tool"])
 
     def _turn(self, turn: int, action: dict[str, Any]) -> None:
-        think = (action.get("think") or "").strip()
+        # Inert before str.strip and split, which take some controls (FS, US, NEL...) for spaces.
+        think = display.inert(action.get("think") or "").strip()
         if think:
-            self.console.print(Text(f"  think  {_clip(think, 400)}", style="dim italic"))
+            self.console.print(display.text(f"  think  {_clip(think, 400)}", style="dim italic"))
         kind = action["type"]
         if kind == "tool_call":
             args = action.get("arguments") or {}
             if action.get("name") == "web_search":
                 shown = " | ".join(str(q) for q in args.get("query", []))
-                self.console.print(Text.assemble(("  search ", "bold cyan"), shown))
+                self.console.print(display.text(("  search ", "bold cyan"), shown))
             else:
                 for url in args.get("url_list", []):
-                    self.console.print(Text.assemble(("  browse ", "bold magenta"), str(url)))
+                    self.console.print(display.text(("  browse ", "bold magenta"), str(url)))
         elif kind == "answer":
-            self.console.print(Text.assemble(("  answer ", "bold green"), action.get("answer", "")))
+            self.console.print(display.text(("  answer ", "bold green"),
+                                            str(action.get("answer", ""))))
         else:
-            self.console.print(Text.assemble(("  format error ", "bold red"),
-                                             action.get("reason", "")))
+            self.console.print(display.text(("  format error ", "bold red"),
+                                            str(action.get("reason", ""))))
 
     def _observation(self, tool: dict[str, Any]) -> None:
         if tool.get("error"):
-            self.console.print(Text(f"         tool failed: {tool['error']}", style="red"))
+            self.console.print(display.text(f"         tool failed: {tool['error']}", style="red"))
             return
         if tool["name"] == "web_search":
             self.console.print(Text(f"         {tool['hits']} results", style="cyan"))
@@ -182,15 +190,15 @@ class LiveView:
     def summary(self, trajectory: Any) -> None:
         body = Text()
         if trajectory.status == "answered":
-            body.append(trajectory.answer or "", style="bold")
+            body.append(display.inert(trajectory.answer or ""), style="bold")
         else:
             body.append(f"no answer ({trajectory.status})", style="bold red")
             if trajectory.error:
-                body.append(f"\n{trajectory.error}", style="red")
+                body.append(f"\n{display.inert(trajectory.error)}", style="red")
         if trajectory.sources:
             body.append("\n\nsources:\n", style="dim")
             for url in trajectory.sources:
-                body.append(f"  {url}\n", style="dim")
+                body.append(f"  {display.inert(url)}\n", style="dim")
         usage = trajectory.usage
         subtitle = (f"{len(trajectory.turns)} turns · {usage.search_calls} searches · "
                     f"{usage.pages_read} pages · {trajectory.seconds:.1f}s")

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from deepresearcher.agent.build import DEFAULT_MODEL
+from deepresearcher.cli import display
 from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
+
+# Exit codes of ``eval`` (and ``eval score``): 0 done; 2 (from main) a usage, configuration or data
+# error; 3 no episode could be run (every one failed); 4 more episodes failed than
+# --max-failed-share allows; 130 interrupted. Results already saved stay; the same command resumes.
+EXIT_ALL_FAILED = 3
+EXIT_TOO_MANY_FAILED = 4
 
 eval_app = typer.Typer(
     help="Evaluate an agent: the paper's protocol (F1, EM, MBE judge) and more, resumable.",
@@ -95,6 +102,9 @@ def run(
                                     help="Date in the system prompt (default: today, kept on "
                                     "resume)."),
     context_window: int | None = typer.Option(None, "--context-window", min=1),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001,
+                                         help="Seconds the policy server (--base-url) has for "
+                                         "each generation request [default: 300]."),
     device: str = typer.Option("cpu", "--device", help="Device for a local model: cpu, cuda, cuda:1, ... or auto."),
     concurrency: int = typer.Option(32, "--concurrency", "-c", min=1,
                                     help="Episodes in flight at once."),
@@ -107,8 +117,12 @@ def run(
     out: Path | None = typer.Option(None, "--out", "-o",
                                     help="Run directory (default runs/eval/MODEL-DATA); the same "
                                     "command resumes it."),
-    retry_errors: bool = typer.Option(False, "--retry-errors",
-                                      help="Re-run episodes that ended in status error."),
+    retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors",
+                                      help="On resume, run again the episodes that failed "
+                                      "(status error), or keep them as they are."),
+    max_failed_share: float = typer.Option(0.1, "--max-failed-share", min=0.0, max=1.0,
+                                           help="Exit 4 when a larger share of the episodes "
+                                           "failed (status error); exit 3 when all did."),
     record_tokens: bool = typer.Option(False, "--record-tokens",
                                        help="Keep token ids and log-probs in trajectories."),
 ) -> None:
@@ -123,7 +137,7 @@ def run(
     from deepresearcher.cli.common import quiet_hf
     from deepresearcher.errors import ConfigError
     from deepresearcher.eval import session
-    from deepresearcher.eval.runner import EvalRunner
+    from deepresearcher.eval.runner import EvalRunner, still_done
     from deepresearcher.tools.cache import ToolCache
 
     selection = session.Selection(
@@ -160,19 +174,22 @@ def run(
                   "tokenizer": tokenizer}
     card = session.build_card(selection=selection, data=dataset, records=records, model=model_info,
                               config=config, samples=samples, tools=tools, judge=judge)
-    console = Console(stderr=True, highlight=False)
+    console = display.console(stderr=True, highlight=False)
     store = session.open_run(out, card, records)
-    done_before = len(store.load(repair=True))
+    ids = {r.id for r in records}
+    saved = [r for r in store.load(repair=True).values() if r.get("id") in ids]
+    kept = list(still_done({r["key"]: r for r in saved}, retry_errors=retry_errors).values())
     quiet_hf()
     with console.status("loading the model…"):
         policy = build_policy(model, base_url=base_url, api=api,  # type: ignore[arg-type]
                               profile=profile, tokenizer=tokenizer, context_window=context_window,
-                              device=device, api_key_env=api_key_env)
+                              device=device, api_key_env=api_key_env, timeout=timeout)
     runner = EvalRunner(policy, toolbox, config, judge=judge, samples=samples,
                         concurrency=concurrency)
     total = len(records) * samples
-    console.print(f"[bold]eval[/] {len(records)} questions × {samples} → {out} "
-                  f"({done_before} episodes already done)")
+    again = f", {len(saved) - len(kept)} failed ones to run again" if len(saved) > len(kept) else ""
+    console.print(display.text(("eval", "bold"), f" {len(records)} questions × {samples} → "
+                               f"{out} ({len(kept)} episodes already done{again})"))
 
     async def go() -> Any:
         try:
@@ -185,7 +202,7 @@ def run(
                         f"the server at {base_url} serves {', '.join(served) or 'no model'}, "
                         f"not {model!r}",
                         hint="pass --model with the served name (vLLM's --served-model-name)")
-            with _Progress(console, total, done_before) as progress:
+            with _Progress(console, total, kept) as progress:
                 return await session.run_session(out, card, records, runner,
                                                  retry_errors=retry_errors,
                                                  on_result=progress.update)
@@ -198,8 +215,8 @@ def run(
         summary = asyncio.run(go())
     except KeyboardInterrupt:
         saved = len(store.load(repair=True))
-        console.print(f"interrupted: {saved} of {total} episodes are saved in {out}; run the "
-                      "same command again to finish the rest")
+        console.print(display.text(f"interrupted: {saved} of {total} episodes are saved in {out}; "
+                                   "run the same command again to finish the rest"))
         raise typer.Exit(130) from None
     scores = session.finish(out, card, records, samples, paper=session.is_paper_test(dataset),
                             seed=seed)
@@ -209,14 +226,42 @@ def run(
         console.print(f"[yellow]warning:[/] {failed['failed_searches']} searches failed (the "
                       "model saw no results there: a key, a quota, a replay miss?); see the "
                       "trajectories' tool errors")
-    _print_scores(Console(highlight=False), scores)
-    console.print(f"report: {out / 'report.md'}")
+    _print_scores(display.console(highlight=False), scores)
+    console.print(display.text(f"report: {out / 'report.md'}"))
+    code = _failure_verdict(scores, max_failed_share, console)
+    if code:
+        raise typer.Exit(code)
+
+
+_RETRY_HINT = ("fix the cause (each error is in results.jsonl) and run the same command again: "
+               "it runs the failed episodes again and keeps the others")
+
+
+def _failure_verdict(scores: dict[str, Any], max_share: float, console: Console,
+                     retry: str = _RETRY_HINT) -> int:
+    """Say how many episodes failed, and why, after the scores; the exit code it calls for."""
+    from deepresearcher.eval.report import failure_summary
+
+    summary = failure_summary(scores)
+    if summary is None:
+        return 0
+    failed, done = scores["failed_episodes"], scores["episodes_done"]
+    if failed == done:
+        display.print_error(summary, retry, to=console)
+        return EXIT_ALL_FAILED
+    if failed / done > max_share:
+        display.print_error(f"{summary}: more than --max-failed-share {max_share:g}", retry,
+                            to=console)
+        return EXIT_TOO_MANY_FAILED
+    console.print(display.text(("warning:", "bold yellow"), f" {summary}"))
+    return 0
 
 
 class _Progress:
     """A rich progress bar with ETA and the running means of F1, EM (and MBE when judged)."""
 
-    def __init__(self, console: Console, total: int, done: int) -> None:
+    def __init__(self, console: Console, total: int, done: list[dict[str, Any]]) -> None:
+        """``done``: the results of earlier invocations that stay; the means include them."""
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -231,9 +276,12 @@ class _Progress:
             TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[scores]}"),
             console=console, transient=False,
         )
-        self.task = self.progress.add_task("eval", total=total, completed=done, scores="")
+        self.task = self.progress.add_task("eval", total=total, completed=len(done), scores="")
         self.sums: dict[str, float] = {}
         self.n = 0
+        for result in done:
+            self._add(result)
+        self.progress.update(self.task, scores=self._shown())
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -243,12 +291,20 @@ class _Progress:
         self.progress.stop()
 
     def update(self, result: dict[str, Any]) -> None:
+        self._add(result)
+        self.progress.update(self.task, advance=1, scores=self._shown())
+
+    def _add(self, result: dict[str, Any]) -> None:
         self.n += 1
         for name in ("f1", "em", "mbe"):
-            if name in result["scores"]:
-                self.sums[name] = self.sums.get(name, 0.0) + result["scores"][name]
-        shown = " ".join(f"{k.upper()} {100 * v / self.n:.1f}" for k, v in self.sums.items())
-        self.progress.update(self.task, advance=1, scores=shown)
+            if name in (result.get("scores") or {}):
+                self.sums[name] = self.sums.get(name, 0.0) + float(result["scores"][name])
+
+    def _shown(self) -> str:
+        """The means over every episode done so far, this invocation's and earlier ones'."""
+        if not self.n:
+            return ""
+        return " ".join(f"{k.upper()} {100 * v / self.n:.1f}" for k, v in self.sums.items())
 
 
 def _print_scores(console: Console, scores: dict[str, Any]) -> None:
@@ -260,7 +316,7 @@ def _print_scores(console: Console, scores: dict[str, Any]) -> None:
         rows.append(("all", scores["overall"]))
     for source, block in rows:
         m = block["metrics"]
-        table.add_row(source, str(block["questions"]),
+        table.add_row(display.text(source), str(block["questions"]),
                       *(f"{100 * m[k]['mean']:.1f}" if k in m else "–"
                         for k in ("f1", "em", "mbe", "cover_em")))
     console.print(table)
@@ -295,8 +351,13 @@ def score(
                    concurrency)
     scores = rescore.rescore(rollouts, out, data=data, data_source=data_source, judge=judge,
                              seed=seed)
-    _print_scores(Console(highlight=False), scores)
-    Console(stderr=True).print(f"report: {out / 'report.md'}")
+    _print_scores(display.console(highlight=False), scores)
+    console = display.console(stderr=True, highlight=False)
+    console.print(display.text(f"report: {out / 'report.md'}"))
+    # Re-scoring runs nothing: failed episodes only stop it when there is nothing else.
+    code = _failure_verdict(scores, 1.0, console, "score the rollouts of a run whose episodes ran")
+    if code:
+        raise typer.Exit(code)
 
 
 @eval_app.command("compare")
@@ -312,14 +373,15 @@ def compare(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console(highlight=False)
-    table = Table(title=f"A = {run_a}   B = {run_b}   (%)")
+    console = display.console(highlight=False)
+    table = Table(title=display.text(f"A = {run_a}   B = {run_b}   (%)"))
     table.add_column("source")
     for col in ("n A", "n B", "F1 A", "F1 B", "ΔF1", "EM A", "EM B", "MBE A", "MBE B"):
         table.add_column(col, justify="right")
     for row in result["sources"]:
         delta = row.get("f1_delta")
-        table.add_row(row["source"], *(_fmt(row.get(k)) for k in ("n_a", "n_b", "f1_a", "f1_b")),
+        table.add_row(display.text(row["source"]),
+                      *(_fmt(row.get(k)) for k in ("n_a", "n_b", "f1_a", "f1_b")),
                       "–" if delta is None else f"{100 * delta:+.1f}",
                       *(_fmt(row.get(k)) for k in ("em_a", "em_b", "mbe_a", "mbe_b")))
     console.print(table)
@@ -327,8 +389,8 @@ def compare(
     if not diffs:
         console.print("protocols: identical")
     for d in diffs:
-        console.print(f"[bold yellow]protocol differs[/] {d['field']}: A={json.dumps(d['a'])} "
-                      f"B={json.dumps(d['b'])}")
+        console.print(display.text(("protocol differs", "bold yellow"),
+                                   f" {d['field']}: A={json.dumps(d['a'])} B={json.dumps(d['b'])}"))
 
 
 def _fmt(value: Any) -> str:

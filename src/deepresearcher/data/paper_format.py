@@ -233,17 +233,28 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        fh = opener(path, "rt", encoding="utf-8")  # type: ignore[operator]
+        fh = opener(path, "rb")  # type: ignore[operator]
     except FileNotFoundError as exc:
         raise DataError(f"no such file: {path}") from exc
     with fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+        for n, raw in enumerate(_read_lines(fh, path), start=1):
+            if not raw.strip():
                 continue
             try:
-                yield n, json.loads(line)
+                # Decoded line by line, so that bytes that are not UTF-8 are named by their line.
+                yield n, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}, line {n}: not UTF-8 text (byte {exc.start + 1}); "
+                                "not a JSONL file?") from exc
             except ValueError as exc:
                 raise DataError(f"{path}, line {n}: not valid JSON ({exc})") from exc
+
+
+def _read_lines(fh: Any, path: Path) -> Iterator[bytes]:
+    try:
+        yield from fh
+    except (OSError, EOFError) as exc:  # a .gz that is not gzip, or is cut short
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
 
 
 def read_jsonl(path: str | Path) -> list[QARecord]:

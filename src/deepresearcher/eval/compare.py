@@ -36,6 +36,10 @@ def _mean(block: dict[str, Any] | None, metric: str) -> float | None:
 
 def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
     """``{"sources": [...per source rows...], "protocol_differences": [...]}``."""
+    for run in (run_a, run_b):
+        if not run.is_dir():
+            raise DataError(f"{run} is not a run directory",
+                            hint="pass the --out directories of two `deepresearcher eval` runs")
     card_a, card_b = load_card(run_a), load_card(run_b)
     scores_a, scores_b = load_scores(run_a), load_scores(run_b)
     rows = []

@@ -5,7 +5,8 @@ A data spec is one of:
 
 - ``paper-test`` / ``paper-dev``: the paper's sets, shipped in ``eval/datasets/``;
 - a file: the paper's parquet, Search-R1 parquet, FlashRAG or records JSONL, the public QA JSON
-  layouts (all through :func:`deepresearcher.data.sources.load_qa_file`), or a CSV;
+  layouts (all through :func:`deepresearcher.data.sources.load_qa_file`), a world's
+  ``questions/<split>.jsonl`` (``world build``), or a CSV;
 - ``hf:REPO[:CONFIG]:SPLIT``: a dataset on the Hugging Face Hub (through ``load_hub``).
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from deepresearcher.data.paper_format import QARecord
+from deepresearcher.data.paper_format import QARecord, iter_jsonl
 from deepresearcher.data.sources import canonical_source, load_hub, load_qa_file
 from deepresearcher.errors import DataError
 from deepresearcher.protocol.metrics import ANSWER_SPLIT
@@ -101,6 +102,8 @@ def load_eval_data(spec: str, *, data_source: str | None = None, fmt: str = "aut
         )
     if path.suffix.lower() == ".csv":
         records = load_csv(path, data_source=data_source)
+    elif _is_world_questions(path):
+        records = load_world_questions(path, data_source=data_source)
     else:
         records = load_qa_file(path, data_source=data_source, fmt=fmt, split="test")
     return EvalData(str(path), _unique(records, str(path)), path, file_sha256(path))
@@ -116,6 +119,39 @@ def _unique(records: list[QARecord], where: str) -> list[QARecord]:
     if not records:
         raise DataError(f"{where}: no questions")
     return records
+
+
+# The fields of a line of a world's questions/<split>.jsonl (world/questions.py) that say it is one.
+_WORLD_FIELDS = ("index", "question", "answers", "data_source", "supporting_urls")
+
+
+def _is_world_questions(path: Path) -> bool:
+    """Whether ``path`` is a world's questions JSONL (judged by its first row)."""
+    if not path.name.lower().endswith(".jsonl"):
+        return False
+    for _, row in iter_jsonl(path):
+        return isinstance(row, dict) and all(f in row for f in _WORLD_FIELDS)
+    return False
+
+
+def load_world_questions(path: Path, *, data_source: str | None = None) -> list[QARecord]:
+    """The questions of a world's ``questions/<split>.jsonl``: the same ids, golds and sources as
+    its ``<split>.parquet`` (``index`` is the id, ``answers`` the aliases)."""
+    out = []
+    for n, row in iter_jsonl(path):
+        where = f"{path}, line {n}"
+        if not isinstance(row, dict) or not all(f in row for f in _WORLD_FIELDS):
+            raise DataError(f"{where}: not a world question (fields: "
+                            f"{', '.join(_WORLD_FIELDS)})")
+        answers = row["answers"]
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise DataError(f"{where}: answers must be a list of strings")
+        source = data_source or row["data_source"]
+        if not isinstance(source, str) or not source:
+            raise DataError(f"{where}: no data_source")
+        out.append(_record(where, str(row["index"]), str(row["question"] or ""),
+                           [a.strip() for a in answers], canonical_source(source)))
+    return out
 
 
 _CSV_GOLD_COLUMNS = ("golds", "golden_answers", "answers", "answer")

@@ -4,12 +4,17 @@ statuses, tool calls, judge outcomes, the paper's numbers side by side, and a PN
 With several samples per question, a question's score is the mean over its samples (avg@k) and
 pass@k is 1 when any sample scores 1 (for F1: the best sample). Confidence intervals resample
 questions, not samples.
+
+Failed episodes (status ``error``: the policy or a tool could not run them) score 0 like wrong
+answers (PROTOCOL.md §8), so the scores and the report count them, with their causes, and say so
+at the top.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +111,7 @@ def _group_scores(rows: Sequence[Mapping[str, Any]], seed: int, samples_per_q: i
         "tool_calls_per_episode": {k: v for k, v in tools.items() if v is not None},
         "turns_per_episode": round(sum(int(r.get("turns") or 0) for r in rows) / n, 4) if n else 0,
         "tool_errors": tool_errors(rows),
+        "failed": statuses.get("error", 0),
     }
     tokens = {k: sum(int((r.get("usage") or {}).get(k) or 0) for r in rows)
               for k in ("prompt_tokens", "completion_tokens")}
@@ -133,6 +139,58 @@ def tool_errors(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return {"failed_searches": searches, "failed_pages": pages}
 
 
+# The agent loop records an episode's error as "policy KIND: …", "internal error: TYPE: …" or
+# "TYPE: …" (agent/loop.py).
+_ERROR_KIND = re.compile(r"(policy [\w-]+|internal error: \w+|\w+):")
+_EXAMPLE_CHARS = 300
+
+
+def error_kind(error: str | None) -> str:
+    """The cause of a failed episode, from its error message: ``policy http_error``,
+    ``policy timeout``, ``internal KeyError``, ``CacheError``, ...; ``unknown`` without one."""
+    if not error:
+        return "unknown"
+    match = _ERROR_KIND.match(error)
+    if match is None:
+        return "other"
+    return match.group(1).replace("internal error: ", "internal ")
+
+
+def failures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The episodes that failed (status ``error``): how many, of how many, and why (each cause
+    counted, most frequent first, with the first message of each)."""
+    failed = [r for r in rows if r.get("status") == "error"]
+    kinds: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for r in failed:
+        kind = error_kind(r.get("error"))
+        kinds[kind] = kinds.get(kind, 0) + 1
+        examples.setdefault(kind, str(r.get("error") or "")[:_EXAMPLE_CHARS])
+    order = sorted(kinds, key=lambda k: (-kinds[k], k))
+    return {
+        "failed_episodes": len(failed),
+        "failed_share": round(len(failed) / len(rows), 6) if rows else 0.0,
+        "failure_kinds": {k: kinds[k] for k in order},
+        "failure_examples": {k: examples[k] for k in order},
+    }
+
+
+def failure_summary(scores: Mapping[str, Any]) -> str | None:
+    """One sentence on the failed episodes of ``scores`` (None when none failed), for the
+    console and the report."""
+    failed, done = scores.get("failed_episodes") or 0, scores.get("episodes_done") or 0
+    if not failed:
+        return None
+    causes = ", ".join(f"{kind} × {n}" for kind, n in (scores.get("failure_kinds") or {}).items())
+    if failed == done:
+        head = f"no episode could be run: all {done} failed"
+    else:
+        head = f"{failed} of {done} episodes failed ({100 * failed / done:.0f}%)"
+    return (f"{head} ({causes}); a failed episode scores 0, as a wrong answer would, so the "
+            "scores understate the model" + (" and here measure nothing" if failed == done
+                                             else ""))
+
+
 def _cost(row: Mapping[str, Any]) -> float | None:
     """The cost a result or its trajectory carries, if any (trajectories may record ``cost``)."""
     for holder in (row.get("usage") or {}, row, row.get("trajectory") or {}):
@@ -155,6 +213,7 @@ def compute_scores(rows: Sequence[Mapping[str, Any]], *, seed: int = 0,
         "complete": expected is None or len(rows) >= expected,
         "episodes_done": len(rows),
         "episodes_expected": expected,
+        **failures(rows),
         "by_source": {s: _group_scores(by_source[s], seed, samples)
                       for s in _sources_in_order(by_source)},
         "overall": _group_scores(rows, seed, samples) if rows else {},
@@ -164,6 +223,11 @@ def compute_scores(rows: Sequence[Mapping[str, Any]], *, seed: int = 0,
         per_source_f1 = [out["by_source"][s]["metrics"]["f1"]["mean"] for s in by_source]
         out["macro_f1"] = round(sum(per_source_f1) / len(per_source_f1), 6)
     return out
+
+
+def _code_span(text: str) -> str:
+    """``text`` fit for one Markdown code span on one line."""
+    return " ".join(text.split()).replace("`", "'")
 
 
 def _pct(value: float | None) -> str:
@@ -203,6 +267,15 @@ def render_report(scores: Mapping[str, Any], card: Mapping[str, Any] | None, *,
     if not scores.get("complete", True):
         lines.append(f"- **incomplete run**: {scores['episodes_done']} of "
                      f"{scores['episodes_expected']} episodes done")
+    summary = failure_summary(scores)
+    if summary is not None:
+        lines += ["", f"> **Warning: {summary}.** Failed episodes have status `error` (the policy "
+                  "or a tool could not run them); the causes, counted:", ">"]
+        for kind, n in (scores.get("failure_kinds") or {}).items():
+            example = (scores.get("failure_examples") or {}).get(kind, "")
+            lines.append(f"> - `{kind}` × {n}, e.g. `{_code_span(example)}`")
+        lines += [">", "> Running the same `deepresearcher eval` command again runs them again "
+                  "(`--keep-errors` keeps them)."]
     lines += ["", "## Scores per data source (%, with bootstrap 95% CI)", ""]
     k = scores.get("samples_per_question", 1)
     header = ["source", "n", "F1", "EM", "MBE", "cover-EM"]

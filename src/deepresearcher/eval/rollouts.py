@@ -117,12 +117,18 @@ def read_ours(path: Path, records: Sequence[QARecord] | None) -> list[Rollout]:
     from deepresearcher.eval.results import ResultStore
 
     golds_of = {r.id: r for r in records} if records is not None else {}
-    with path.open(encoding="utf-8") as fh:
-        first = next((line for line in fh if line.strip()), "")
+    with path.open("rb") as fh:
+        first = next(((n, line) for n, line in enumerate(fh, 1) if line.strip()), None)
+    if first is None:
+        raise DataError(f"{path} holds no rollouts (the file is empty)")
+    n, line = first
     try:
-        head = json.loads(first) if first else {}
+        head = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}, line {n}: not UTF-8 text (byte {exc.start + 1}); not a "
+                        "rollout file?") from exc
     except ValueError as exc:
-        raise DataError(f"{path}, line 1: not valid JSON ({exc})") from exc
+        raise DataError(f"{path}, line {n}: not valid JSON ({exc})") from exc
     out: list[Rollout] = []
     if isinstance(head, dict) and "key" in head and "scores" in head:
         for row in ResultStore(path).load(repair=False).values():
@@ -159,8 +165,9 @@ def read_rollouts(path: Path, records: Sequence[QARecord] | None) -> list[Rollou
     """Rollouts from any supported file, by its shape (a JSON list is the original's format)."""
     if not path.is_file():
         raise DataError(f"no such rollout file: {path}")
-    with path.open(encoding="utf-8") as fh:
+    with path.open("rb") as fh:
         head = fh.read(64).lstrip()
-    if head.startswith("["):
-        return read_original(path, records)
-    return read_ours(path, records)
+    rollouts = read_original(path, records) if head.startswith(b"[") else read_ours(path, records)
+    if not rollouts:
+        raise DataError(f"{path} holds no rollouts")
+    return rollouts

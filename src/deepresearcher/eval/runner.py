@@ -2,7 +2,8 @@
 
 Episodes run concurrently on one event loop (a fixed pool of ``concurrency`` workers). Each finished
 episode is scored on every metric, judged when a judge is set, and appended to the results file
-before it counts as done; a resumed run skips the keys already there.
+before it counts as done; a resumed run skips the keys already there, except episodes that failed
+(status ``error``: a server down, a timeout), which it runs again unless told to keep them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class RunSummary:
     done_before: int
     ran: int
     seconds: float
+
+
+def still_done(existing: dict[str, dict[str, Any]], *,
+               retry_errors: bool) -> dict[str, dict[str, Any]]:
+    """The results a resumed run keeps: all of them, less the failed ones (status ``error``)
+    when those are run again."""
+    return {k: r for k, r in existing.items()
+            if not (retry_errors and r.get("status") == "error")}
 
 
 def sample_seed(seed: int | None, sample: int) -> int | None:
@@ -75,13 +84,14 @@ class EvalRunner:
         records: Sequence[QARecord],
         store: ResultStore,
         *,
-        retry_errors: bool = False,
+        retry_errors: bool = True,
         on_result: OnResult | None = None,
     ) -> RunSummary:
-        """Run every unit not yet in ``store`` (nor, with ``retry_errors``, ended in ``error``)."""
+        """Run every unit not yet in ``store`` (and, with ``retry_errors``, every one that ended in
+        ``error``: its new line supersedes the old one)."""
         started = time.perf_counter()
         existing = store.load(repair=True)
-        done = {k for k, r in existing.items() if not (retry_errors and r.get("status") == "error")}
+        done = set(still_done(existing, retry_errors=retry_errors))
         await self.rejudge(existing, done, {r.id for r in records}, store)
         todo = deque(self.units(records, done))
         total = len(records) * self.samples

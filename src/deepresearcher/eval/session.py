@@ -161,10 +161,11 @@ async def run_session(
     records: Sequence[QARecord],
     runner: EvalRunner,
     *,
-    retry_errors: bool = False,
+    retry_errors: bool = True,
     on_result: OnResult | None = None,
 ) -> RunSummary:
-    """Run what is not done yet in ``out`` (the card must already be in place)."""
+    """Run what is not done yet in ``out`` (the card must already be in place); with
+    ``retry_errors``, the episodes that failed too."""
     store = ResultStore(out / RESULTS_FILE)
     return await runner.run(records, store, retry_errors=retry_errors, on_result=on_result)
 

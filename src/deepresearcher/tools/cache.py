@@ -21,6 +21,12 @@ Each process opens its own connections (dropped after a fork); ``database is loc
 with backoff on top of SQLite's ``busy_timeout``. Within one process, concurrent identical requests
 share one upstream call (single flight, per event loop); an upstream error reaches every waiter
 and is not cached.
+
+Opening a cache checks the file before any work: a directory, a file that is not SQLite, a SQLite
+database that is not a tool cache (it is left untouched), another schema version, a damaged
+database, or a location that cannot be read (or, in read-write mode, written) is a
+:class:`~deepresearcher.errors.CacheError` naming the file. A ``sqlite3.DatabaseError`` met later
+(a page damaged after the check) is one too.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 import random
 import sqlite3
@@ -42,13 +50,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from deepresearcher.errors import ConfigError, SearchError
+from deepresearcher.errors import CacheError, ConfigError, DataError, SearchError
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.usage import record
 from deepresearcher.types import SearchHit, SearchResult
 
 __all__ = [
+    "DAMAGED_HINT",
     "DEFAULT_SEARCH_TTL_S",
+    "MAX_IMPORT_LINE_BYTES",
+    "SCHEMA_VERSION",
     "CacheMissError",
     "CacheStats",
     "CachedSearch",
@@ -77,6 +88,16 @@ CREATE TABLE IF NOT EXISTS cache (
     PRIMARY KEY (namespace, key)
 )
 """
+_COLUMNS = ("namespace", "key", "params", "value", "created_at", "hits")
+# PRAGMA user_version of a cache file. Files written before the stamp say 0: the same schema.
+SCHEMA_VERSION = 1
+# The longest line `import_jsonl` reads: a page row holds at most a few MiB of extracted text.
+MAX_IMPORT_LINE_BYTES = 64 * 1024 * 1024
+_EXPORT_HINT = ("a cache export holds one JSON object per line with namespace, key, params, value, "
+                "created_at and hits (what `deepresearcher cache export` writes); nothing was "
+                "imported")
+DAMAGED_HINT = ("move the file aside (a run starts a new cache there), or rebuild one from an "
+                "export: deepresearcher cache import NEW.sqlite --from EXPORT.jsonl")
 
 
 class CacheMissError(SearchError):
@@ -89,7 +110,8 @@ class CacheMissError(SearchError):
             f"cache miss in replay mode: {namespace}/{key[:16]} ({shown}); replay mode fails "
             "closed and never calls upstream",
             kind="cache_miss",
-            hint="re-run in read-write mode to record this request, or import a cache that has it",
+            hint="run again with --cache-mode read-write (tools.cache_mode in a recipe) to record "
+            "it, or `deepresearcher cache import` a cache that has it",
         )
         self.namespace = namespace
         self.key = key
@@ -164,18 +186,71 @@ def _execute_rows(
         conn.execute(sql, [value for row in chunk for value in row])
 
 
-def _retry(op: Callable[[], T], attempts: int = 20) -> T:
+def _retry(op: Callable[[], T], path: Path, attempts: int = 20) -> T:
+    """``op()``, retried while the database is locked; any other SQLite error (or a lock that
+    outlasts the retries) is a :class:`CacheError` naming ``path``."""
     delay = 0.01
     for attempt in range(attempts):
         try:
             return op()
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             msg = str(e).lower()
-            if ("locked" not in msg and "busy" not in msg) or attempt == attempts - 1:
-                raise
+            locked = isinstance(e, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
+            if not locked or attempt == attempts - 1:
+                raise _cache_error(path, e) from e
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
     raise AssertionError("unreachable")
+
+
+def _cache_error(path: Path, exc: sqlite3.Error) -> CacheError:
+    """What a SQLite error says about the cache file at ``path``."""
+    msg = str(exc)
+    low = msg.lower()
+    if "not a database" in low:
+        return CacheError(f"{path} is not a tool cache: not a SQLite database", kind="not_sqlite",
+                          hint="pass the path of a tool cache, or a new file name for a new one")
+    if "malformed" in low or "corrupt" in low:
+        return CacheError(f"the tool cache {path} is damaged ({msg})", kind="corrupt",
+                          hint=DAMAGED_HINT)
+    if "readonly" in low or "read-only" in low:
+        return CacheError(f"cannot write the tool cache {path} ({msg})", kind="unwritable",
+                          hint="use --cache-mode replay to only read it, or pass a --cache path "
+                          "this user can write")
+    if "unable to open" in low:
+        return CacheError(f"cannot open the tool cache {path} ({msg})",
+                          kind="unreadable" if path.exists() else "unwritable",
+                          hint="check that its folder exists and this user may read and write "
+                          "there, or pass another --cache path")
+    if "locked" in low or "busy" in low:
+        return CacheError(f"the tool cache {path} stayed locked ({msg})", kind="locked",
+                          hint="another process holds a long write on it: wait, or pass another "
+                          "--cache path")
+    return CacheError(f"the tool cache {path} failed: {msg}", kind="error")
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
+    """True for an empty database (a new cache); a :class:`CacheError` unless the file is a tool
+    cache of this schema. Reads only the schema, so it costs the same for any size of file."""
+    tables = sorted(name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    if not tables:
+        return True
+    columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(cache)"))
+    if columns != _COLUMNS:
+        found = (f"its cache table has columns {', '.join(columns)}" if "cache" in tables
+                 else f"its tables: {', '.join(tables[:8])}")
+        raise CacheError(
+            f"{path} is a SQLite database but not a tool cache ({found})", kind="not_a_cache",
+            hint="pass another --cache path; this file belongs to something else and was left "
+            "as it is")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        raise CacheError(
+            f"{path} is a tool cache of schema version {version}; this deepresearcher reads "
+            f"version {SCHEMA_VERSION}", kind="schema_version",
+            hint="use the deepresearcher version that wrote it, or pass a new --cache path")
+    return False
 
 
 @contextmanager
@@ -213,22 +288,49 @@ class _CacheFile:
         self._wake = threading.Event()
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path),
-            timeout=self.busy_timeout_ms / 1000,
-            isolation_level=None,  # autocommit; transactions are explicit and short
-            check_same_thread=False,  # guarded by _read_lock / write_lock
-        )
+        """A new connection to a checked file (see :func:`_check_schema`)."""
+        if self.path.is_dir():
+            raise CacheError(f"{self.path} is a directory, not a tool cache file",
+                             kind="is_directory",
+                             hint=f"pass a file path, e.g. {self.path / 'cache.sqlite'}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cannot create the folder of the tool cache {self.path} "
+                             f"({exc.strerror or exc})", kind="unwritable",
+                             hint="pass a --cache path in a folder this user can write") from exc
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,  # autocommit; transactions are explicit and short
+                check_same_thread=False,  # guarded by _read_lock / write_lock
+            )
+        except sqlite3.Error as exc:
+            raise _cache_error(self.path, exc) from exc
 
         def setup() -> None:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            # Before anything writes: another program's database is refused, not given a table.
+            fresh = _check_schema(conn, self.path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            if fresh:
+                conn.execute(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-        _retry(setup)
+        try:
+            _retry(setup, self.path)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def check(self) -> None:
+        """Open the read connection now, which checks the file (once per process)."""
+        with self._read_lock:
+            if self._read_conn is None:
+                self._read_conn = self._open()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` in one read transaction; it never waits for a writer (WAL)."""
@@ -240,7 +342,7 @@ class _CacheFile:
                 with _transaction(self._read_conn, write=False) as conn:
                     return fn(conn)
 
-        return _retry(op)
+        return _retry(op, self.path)
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` in one write transaction, after committing what is queued."""
@@ -253,7 +355,7 @@ class _CacheFile:
                 with _transaction(self._write_conn, write=True) as conn:
                     return fn(conn)
 
-            return _retry(op)
+            return _retry(op, self.path)
 
     def row(self, namespace: str, key: str) -> tuple[str, float] | None:
         """(value as JSON text, created_at), queued or committed; None when absent."""
@@ -270,7 +372,7 @@ class _CacheFile:
                     (namespace, key),
                 ).fetchone()
 
-        return _retry(op)
+        return _retry(op, self.path)
 
     def queue(self, row: tuple[tuple[str, str], _Row] | None, hit: tuple[str, str] | None) -> None:
         """Queue a store (which wakes the writer) or a hit count (which waits for a store)."""
@@ -319,7 +421,7 @@ class _CacheFile:
                     _execute_rows(conn, _ADD_HITS, updates)
 
             try:
-                _retry(op)
+                _retry(op, self.path)
             except BaseException:
                 with self._queue_lock:  # keep the counts for the next try
                     for k, n in hits.items():
@@ -350,10 +452,14 @@ class _CacheFile:
 
     def integrity_check(self) -> str:
         self.flush()
-        with self._read_lock:
-            if self._read_conn is None:
-                self._read_conn = self._open()
-            return str(self._read_conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+        def op() -> str:
+            with self._read_lock:
+                if self._read_conn is None:
+                    self._read_conn = self._open()
+                return str(self._read_conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+        return _retry(op, self.path)
 
 
 def _write_behind(ref: weakref.ref[_CacheFile], wake: threading.Event) -> None:
@@ -441,6 +547,7 @@ class ToolCache:
 
     ``ttl_s`` is the TTL of the ``search`` namespace; ``ttls`` sets (or overrides) the TTL of any
     namespace in seconds, ``None`` meaning never expire. ``clock`` returns seconds (tests inject it).
+    The file is checked here (see the module docstring): a :class:`CacheError` says what is wrong.
     """
 
     def __init__(
@@ -469,6 +576,10 @@ class ToolCache:
         ] = weakref.WeakKeyDictionary()
         # never opened when off
         self._file = None if mode == "off" else _cache_file(self.path, busy_timeout_ms)
+        if self._file is not None:
+            self._file.check()
+            if mode == "read-write":
+                _check_writable(self.path)
 
     def flush(self) -> int:
         """Commit every queued store and hit count of this file in one transaction; returns rows
@@ -671,51 +782,53 @@ class ToolCache:
 
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Write every row (queued ones committed first) as one JSON object per line; returns the
-        number of rows."""
+        number of rows.
+
+        The destination is checked (and opened) before any row is read: a directory, a missing
+        folder or a place this user cannot write is a ``ConfigError``. The rows go to a temporary
+        file in the same folder, renamed over ``path`` when complete."""
         if self._file is None:
             raise ConfigError("the cache is off; there is nothing to export")
-        self.flush()
-        rows = self._file.read(
-            lambda conn: conn.execute(
-                "SELECT namespace, key, params, value, created_at, hits FROM cache "
-                "ORDER BY namespace, key"
-            ).fetchall(),
-        )
-        with open(path, "w", encoding="utf-8") as f:
-            for ns, key, params, value, created_at, hits in rows:
-                record = {
-                    "namespace": ns,
-                    "key": key,
-                    "params": json.loads(params),
-                    "value": json.loads(value),
-                    "created_at": created_at,
-                    "hits": hits,
-                }
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out = Path(path)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        fh = _open_export(out, tmp)
+        try:
+            with fh:
+                self.flush()
+                rows = self._file.read(
+                    lambda conn: conn.execute(
+                        "SELECT namespace, key, params, value, created_at, hits FROM cache "
+                        "ORDER BY namespace, key"
+                    ).fetchall(),
+                )
+                for ns, key, params, value, created_at, hits in rows:
+                    record = {
+                        "namespace": ns,
+                        "key": key,
+                        "params": json.loads(params),
+                        "value": json.loads(value),
+                        "created_at": created_at,
+                        "hits": hits,
+                    }
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return len(rows)
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Add rows from :meth:`export_jsonl` output, keeping existing keys; returns rows added.
 
-        Imports regardless of mode (except ``off``), so a replay cache can be seeded.
+        All or nothing: every line is read and checked before the first row is written, and the
+        rows go in one transaction, so a malformed line (not UTF-8, not JSON, a missing field or
+        a wrong type, longer than ``MAX_IMPORT_LINE_BYTES``) is a ``DataError`` naming the line
+        and leaves the cache as it was. Imports regardless of mode (except ``off``), so a replay
+        cache can be seeded.
         """
         if self._file is None:
             raise ConfigError("the cache is off; it cannot import")
-        records = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    records.append(
-                        (
-                            r["namespace"],
-                            r["key"],
-                            _canonical(r["params"]),
-                            json.dumps(r["value"], ensure_ascii=False),
-                            float(r["created_at"]),
-                            int(r.get("hits", 0)),
-                        )
-                    )
+        records = _read_export(Path(path))
 
         def fn(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
@@ -733,6 +846,84 @@ class ToolCache:
         if self._file is None:
             raise ConfigError("the cache is off; it has no database to check")
         return self._file.integrity_check()
+
+
+def _check_writable(path: Path) -> None:
+    """A read-write cache must be able to write the file and, for WAL, its folder."""
+    where = path if path.exists() else path.parent
+    if not os.access(where, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise CacheError(f"cannot write the tool cache {path} (no write permission on {where})",
+                         kind="unwritable",
+                         hint="use --cache-mode replay to only read it, or pass a --cache path "
+                         "this user can write")
+
+
+def _open_export(out: Path, tmp: Path) -> Any:
+    """The temporary file an export is written to, after checking where it goes."""
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory",
+                          hint=f"pass a file path, e.g. {out / 'cache.jsonl'}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"no folder {out.parent} to write {out.name} in",
+                          hint=f"create it first (mkdir -p {out.parent}) or pass another path")
+    try:
+        return open(tmp, "w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out} ({exc.strerror or exc})",
+                          hint="pass a path this user can write") from exc
+
+
+def _read_export(path: Path) -> list[tuple[Any, ...]]:
+    """The rows of a cache export, each checked; a ``DataError`` names the first bad line."""
+    rows = []
+    try:
+        with open(path, "rb") as fh:
+            for n in itertools.count(1):
+                raw = fh.readline(MAX_IMPORT_LINE_BYTES + 1)
+                if not raw:
+                    break
+                where = f"{path}, line {n}"
+                if len(raw) > MAX_IMPORT_LINE_BYTES:
+                    raise DataError(f"{where}: longer than {MAX_IMPORT_LINE_BYTES >> 20} MiB",
+                                    hint=_EXPORT_HINT)
+                if raw.strip():
+                    rows.append(_export_row(raw, where))
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc})") from exc
+    return rows
+
+
+def _export_row(raw: bytes, where: str) -> tuple[Any, ...]:
+    """One line of an export as a row to insert."""
+    try:
+        r = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (byte {exc.start + 1} of the line)",
+                        hint=_EXPORT_HINT) from exc
+    except ValueError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc})", hint=_EXPORT_HINT) from exc
+    if not isinstance(r, dict):
+        raise DataError(f"{where}: a {type(r).__name__}, not a JSON object", hint=_EXPORT_HINT)
+    missing = [f for f in _COLUMNS if f not in r and f != "hits"]
+    if missing:
+        raise DataError(f"{where}: no {', '.join(missing)}", hint=_EXPORT_HINT)
+    created, hits = r["created_at"], r.get("hits", 0)
+    problem = None
+    if not isinstance(r["namespace"], str) or not r["namespace"]:
+        problem = "namespace must be a non-empty string"
+    elif not isinstance(r["key"], str) or not r["key"]:
+        problem = "key must be a non-empty string"
+    elif not isinstance(r["params"], dict):
+        problem = "params must be a JSON object"
+    elif isinstance(created, bool) or not isinstance(created, int | float) \
+            or not math.isfinite(created):
+        problem = "created_at must be a number (seconds since the epoch)"
+    elif isinstance(hits, bool) or not isinstance(hits, int) or hits < 0:
+        problem = "hits must be a whole number, 0 or more"
+    if problem is not None:
+        raise DataError(f"{where}: {problem}", hint=_EXPORT_HINT)
+    return (r["namespace"], r["key"], _canonical(r["params"]),
+            json.dumps(r["value"], ensure_ascii=False), float(created), hits)
 
 
 # -- search ---------------------------------------------------------------------------------------

@@ -209,8 +209,11 @@ def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recip
                               hint=f"pass a YAML file or a built-in recipe: {', '.join(BUILTIN)}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1}); a recipe is a YAML "
+                          "file") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of settings")
     # A user's file names paths from its own folder; a built-in recipe from where the user runs.
@@ -229,6 +232,16 @@ def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recip
     except ValidationError as exc:
         raise ConfigError(f"invalid recipe {path.name}:\n{_errors(exc)}",
                           hint="see docs/training.md for every setting") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
