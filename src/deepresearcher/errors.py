@@ -22,6 +22,15 @@ class DataError(DeepResearcherError):
     """A dataset file or row is malformed."""
 
 
+class CacheError(DeepResearcherError):
+    """A tool cache file cannot be used. ``kind``: is_directory, not_sqlite, not_a_cache,
+    schema_version, corrupt, unreadable, unwritable, locked, error."""
+
+    def __init__(self, message: str, *, kind: str = "error", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+
+
 class SearchError(DeepResearcherError):
     """A search backend failed. ``kind`` says how: missing_index, bad_query, auth, quota, ..."""
 
@@ -70,7 +79,8 @@ class ContextOverflowError(PolicyError):
 # The kinds of FetchError the fetchers raise, for docs and for callers that branch on them.
 FETCH_ERROR_KINDS = (
     "blocked", "timeout", "too_large", "too_many_redirects", "http_status", "unsupported_type",
-    "unsupported", "extract_failed", "network", "not_found", "error", "internal",
+    "unsupported_encoding", "unsupported", "extract_failed", "extract_timeout", "network",
+    "not_found", "error", "internal",
 )
 
 

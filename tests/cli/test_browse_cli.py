@@ -146,3 +146,45 @@ def test_ask_over_the_web_reports_cost(site: WebSiteServer, openai_server, tiny_
         assert "cost: search 0 upstream / 2 cached" in again.stdout
         assert "pages 0 fetched / 1 cached" in again.stdout and "$0.0000" in again.stdout
         assert len(search.requests) == 2 and site.hits("/ray") == page_hits + 1
+
+
+HOSTILE = "clear\x1b[2J title\x1b]0;pwned\x07 csi\x9b31m rlo\u202eevil"
+HOSTILE_SHOWN = r"clear\x1b[2J title\x1b]0;pwned\x07 csi\x9b31m rlo\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def test_a_hostile_page_reaches_the_terminal_inert(site: WebSiteServer) -> None:
+    """A page's <title> and what the reader makes of its text are shown as given, with control
+    and bidi characters as escapes and markup as text; --json keeps the exact characters."""
+    title = f"Ray {HOSTILE} [/x] [bold]"
+    site.add_page("/hostile", (
+        f"<html><head><title>{title}</title></head><body><article><h1>Ray Lake</h1>"
+        "<p>Ray Lake died on 9 March 2000. He sang in The Real Thing for many years.</p>"
+        "</article></body></html>").encode(), "text/html; charset=utf-8")
+    summary = f"Ray Lake died in 2000. {HOSTILE} [/x] [bold]"
+    reply = json.dumps({"information": summary, "read_more": False})
+    with OpenAICompatServer(models=("reader",), api_key="sk-browse", default_text=reply) as llm:
+        common = ["browse", site.url("/hostile"), "-q", QUESTION, "--allow-host", "127.0.0.1",
+                  "--reader", "llm", "--reader-model", "reader", "--reader-base-url",
+                  llm.base_url, "--reader-key-env", "BROWSE_READER_KEY"]
+        env = {"BROWSE_READER_KEY": "sk-browse"}
+        shown = run(*common, env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert [raw for raw in RAW if raw in shown.stdout + shown.stderr] == []
+        assert shown.stdout.startswith(f"Ray {HOSTILE_SHOWN} [/x] [bold]  {site.url('/hostile')}")
+        assert f"\n{summary.replace(HOSTILE, HOSTILE_SHOWN)}\n" in shown.stdout
+
+        as_json = run(*common, "--json", env=env)
+        assert as_json.returncode == 0, as_json.stderr
+        assert [raw for raw in RAW if raw in as_json.stdout] == []
+        out = json.loads(as_json.stdout)
+        assert out["title"] == title
+        assert out["payload"][0]["information"][0]["page_summary"] == summary
+
+
+def test_a_failed_url_holding_markup_is_named_exactly(site: WebSiteServer) -> None:
+    url = site.url("/x[/x]y [bold]z")
+    result = run("browse", url, "--allow-host", "127.0.0.1")
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: fetch failed (http_status): '{url}' answered")

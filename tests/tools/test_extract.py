@@ -193,3 +193,43 @@ def test_huge_html_takes_the_resiliparse_fast_path(monkeypatch: pytest.MonkeyPat
     # Below the threshold trafilatura runs (and here fails: a failing parser is an ExtractError).
     with pytest.raises(ExtractError, match="AssertionError: trafilatura must not run"):
         extract(html, content_type="text/html", url="u", fast_path_chars=10_000_000)
+
+
+# A page whose text is full of characters markdown gives a meaning to.
+SYMBOLS_HTML = r"""<html><head><title>Symbols</title></head><body><article>
+<h1>Notation on the page</h1>
+<p>The capital [1] is named in my_file_name.txt, and 2*3=6 holds.</p>
+<p># of items: 4; a `tick` or two; the tag reads &lt;b&gt; and x &gt; y; a~b.</p>
+<p>A Windows path C:\temp\x and a literal \[ bracket stay as written, as does \(x\) and C:&#92;dir.</p>
+<p>+ plus at the start, - minus, 1. not a list, and one look-alike ⧵ of a backslash.</p>
+<h2>Table</h2>
+<table><tr><th>Name</th><th>Value</th></tr><tr><td>a|b</td><td>x_y [2]</td></tr></table>
+<p>The lighthouse keeper wrote these notes every evening for thirty years, and the notes
+were kept in the harbour office until the office closed and they went to the museum.</p>
+</article></body></html>"""
+SYMBOL_LINES = [
+    "The capital [1] is named in my_file_name.txt, and 2*3=6 holds.",
+    "# of items: 4; a `tick` or two; the tag reads <b> and x > y; a~b.",
+    r"A Windows path C:\temp\x and a literal \[ bracket stay as written, as does \(x\) and C:\dir.",
+    "+ plus at the start, - minus, 1. not a list, and one look-alike ⧵ of a backslash.",
+]
+
+
+def test_markdown_output_carries_the_page_text_not_escapes() -> None:
+    text = extract(SYMBOLS_HTML.encode(), content_type="text/html", url="x").text
+    for line in SYMBOL_LINES:
+        assert line in text.split("\n\n")
+    # The markdown structure chosen on purpose stays: headings and table rows. A "|" inside a
+    # cell keeps its backslash: without it the row would read as three cells.
+    assert "# Notation on the page" in text and "## Table" in text
+    assert "| Name | Value |" in text and r"| a\|b | x_y [2] |" in text
+    assert "$" not in text  # no \(x\) turned into $x$ math
+
+
+def test_fast_path_and_pdf_carry_the_page_text_too() -> None:
+    fast = extract(SYMBOLS_HTML.encode(), content_type="text/html", url="x", fast_path_chars=100)
+    for line in SYMBOL_LINES:
+        assert line in fast.text
+    assert "a|b" in fast.text and "x_y [2]" in fast.text
+    pdf = extract(make_pdf([SYMBOL_LINES[:2], SYMBOL_LINES[2:3]]), content_type=None, url="x")
+    assert pdf.text == "\n".join(SYMBOL_LINES[:2]) + "\n\n" + SYMBOL_LINES[2]

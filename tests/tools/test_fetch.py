@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,13 +244,13 @@ def test_concurrent_fetches_of_one_url_share_one_read(
     pages: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_extract = fetch_module.extract
+    real_extract = fetch_module.extract_bounded
 
-    def counting_extract(content: bytes, *, content_type: str | None, url: str) -> ExtractedPage:
-        calls.append(url)
-        return real_extract(content, content_type=content_type, url=url)
+    async def counting_extract(content: bytes, **options: Any) -> ExtractedPage:
+        calls.append(options["url"])
+        return await real_extract(content, **options)
 
-    monkeypatch.setattr(fetch_module, "extract", counting_extract)
+    monkeypatch.setattr(fetch_module, "extract_bounded", counting_extract)
     fetcher = LocalFetcher(pages)
 
     async def rollouts() -> list[Document]:

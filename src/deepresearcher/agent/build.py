@@ -52,6 +52,8 @@ class ToolSettings:
     allow_private: bool = False
     max_page_bytes: int = 8 * 1024 * 1024
     fetch_timeout_s: float = 30.0
+    # seconds extracting one page may take (web and local pages), in a worker killed past it
+    extract_timeout_s: float = 20.0
     max_redirects: int = 5
     per_domain: int = 4
     # the reader
@@ -166,6 +168,7 @@ def build_fetcher(settings: ToolSettings, cache: ToolCache | None) -> Any:
                           hint="use CIDR blocks like 10.0.0.0/8 or ::1/128") from exc
     return WebFetcher(guard=guard, max_bytes=settings.max_page_bytes,
                       total_timeout_s=settings.fetch_timeout_s,
+                      extract_timeout_s=settings.extract_timeout_s,
                       max_redirects=settings.max_redirects, per_domain=settings.per_domain,
                       chunk_chars=settings.chunk_chars, cache=cache)
 
@@ -220,7 +223,8 @@ def build_toolbox(settings: ToolSettings) -> Toolbox:
     # A bare corpus (no pages folder) names its passages local://corpus/<id>; a world's pages are
     # local://wiki/<slug>.
     site = "wiki" if pages is not None else "corpus"
-    fetcher = LocalFetcher(pages, index=search, site=site, chunk_chars=settings.chunk_chars)
+    fetcher = LocalFetcher(pages, index=search, site=site, chunk_chars=settings.chunk_chars,
+                           extract_timeout_s=settings.extract_timeout_s)
     return Toolbox(search, fetcher, build_reader(settings, cache), k=settings.k,
                    concurrency=settings.concurrency, prices=prices)
 
@@ -235,13 +239,18 @@ def build_policy(
     context_window: int | None = None,
     device: str = "cpu",
     api_key_env: str = "OPENAI_API_KEY",
+    timeout: float | None = None,
 ) -> Any:
     """A policy: an OpenAI-compatible server when ``base_url`` is given, else local transformers.
 
     ``api="auto"`` uses the completions endpoint for the exact deepresearcher-7b format (the
     prompt is rendered here with the model's own chat template) and chat completions otherwise.
+    ``timeout``: seconds a server has for each generation request (None: the policy's default).
     """
     if base_url is None:
+        if timeout is not None:
+            raise ConfigError("a timeout is for a policy server; a local model has none",
+                              hint="pass --base-url with --timeout, or drop --timeout")
         from deepresearcher.agent.policy_hf import GPU_BATCH_TOKENS, HFPolicy, resolve_device
 
         # On a GPU a batch of long late turns must fit its memory: at most GPU_BATCH_TOKENS
@@ -253,14 +262,19 @@ def build_policy(
         api = "completions" if profile == "deepresearcher-7b" else "chat"
     if api not in ("completions", "chat"):
         raise ConfigError(f"unknown API {api!r}", hint="choose completions or chat")
+    client: dict[str, Any] = {"api_key_env": api_key_env}
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError(f"the policy server's timeout must be positive, not {timeout:g}",
+                              hint="pass --timeout SECONDS, e.g. --timeout 600")
+        client["timeout"] = timeout
     if api == "completions":
         from deepresearcher.agent.policy import load_tokenizer
         from deepresearcher.agent.policy_openai import OpenAICompletionsPolicy
 
         tok = load_tokenizer(tokenizer or model)
         return OpenAICompletionsPolicy(base_url, model, tokenizer=tok,
-                                       context_window=context_window or 32768,
-                                       api_key_env=api_key_env)
+                                       context_window=context_window or 32768, **client)
     from deepresearcher.agent.policy_openai import OpenAIChatPolicy
 
     tok = None
@@ -269,4 +283,4 @@ def build_policy(
 
         tok = load_tokenizer(tokenizer)
     return OpenAIChatPolicy(base_url, model, tokenizer=tok,
-                            context_window=context_window or 32768, api_key_env=api_key_env)
+                            context_window=context_window or 32768, **client)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from deepresearcher.cli import display
 from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
 
 # Exit codes: 0 the page was read; 3 the fetch was refused or failed, or the reader failed;
@@ -51,6 +51,8 @@ def browse(
     max_bytes: int = typer.Option(8 * 1024 * 1024, "--max-bytes", min=1,
                                   help="Largest page body (after decompression)."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds for the whole fetch."),
+    extract_timeout: float = typer.Option(20.0, "--extract-timeout", min=0.1,
+                                          help="Seconds extracting the page's text may take."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     world: Path | None = typer.Option(None, "--world",
                                       help="Read local:// pages of this world (world build)."),
@@ -74,6 +76,7 @@ def browse(
         search="local", chunk_chars=chunk_chars, cache=cache, cache_mode=cache_mode,
         allow_hosts=tuple(allow_host), allow_networks=tuple(allow_network),
         allow_private=allow_private, max_page_bytes=max_bytes, fetch_timeout_s=timeout,
+        extract_timeout_s=extract_timeout,
         reader=reader, reader_model=reader_model, reader_base_url=reader_base_url,
         reader_api_key_env=reader_key_env, world=world, index=index,
     )
@@ -110,29 +113,26 @@ def browse(
         if as_json:
             sys.stdout.write(json.dumps({"url": url, "error": {
                 "step": step, "kind": exc.kind, "message": str(exc), "hint": exc.hint}}) + "\n")
-        console = Console(stderr=True, soft_wrap=True, highlight=False)
-        console.print(f"[bold red]error:[/] {step} failed ({exc.kind}): {exc}")
-        if exc.hint:
-            console.print(f"[dim]hint:[/] {exc.hint}")
+        display.print_error(f"{step} failed ({exc.kind}): {exc}", exc.hint)
         raise typer.Exit(EXIT_FAILED) from None
     payload = browse_payload([BrowseResult(url=url, information=tuple(extracts))])
     if as_json:
-        sys.stdout.write(json.dumps({
+        sys.stdout.write(display.inert_json(json.dumps({
             "url": url, "title": document.title, "content_type": document.content_type,
             "chunks": len(document.chunks), "payload": payload, "usage": usage.as_dict(),
-        }, ensure_ascii=False, indent=2) + "\n")
+        }, ensure_ascii=False, indent=2)) + "\n")
         return
-    console = Console(highlight=False)
-    console.print(Text.assemble((document.title or "(untitled)", "bold"), f"  {url}"))
-    console.print(Text(f"{document.content_type} · {len(document.chunks)} chunks of at most "
-                       f"{chunk_chars:,} characters · "
-                       + ("a local page" if local else
-                          f"{usage.fetch_bytes:,} bytes downloaded"
-                          f"{' (from the cache)' if usage.pages_cached else ''}"), style="dim"))
+    # The page's title and text, its content type and the URL are the page's words: inert.
+    console = display.console(highlight=False)
+    console.print(display.text((document.title or "(untitled)", "bold"), f"  {url}"))
+    where = ("a local page" if local else f"{usage.fetch_bytes:,} bytes downloaded"
+             f"{' (from the cache)' if usage.pages_cached else ''}")
+    console.print(display.text(f"{document.content_type} · {len(document.chunks)} chunks of "
+                               f"at most {chunk_chars:,} characters · {where}", style="dim"))
     for extract in extracts:
         console.print(Text(f"\npage {extract.page_number}", style="bold magenta"))
-        console.print(extract.page_summary)
+        console.print(display.text(extract.page_summary))
     if not extracts:
         console.print(Text("\nno extract for this question", style="yellow"))
     console.print(Text("\nwhat the model sees:", style="dim"))
-    console.print(format_payload(payload), markup=False)
+    console.print(display.text(format_payload(payload)))

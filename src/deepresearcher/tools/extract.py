@@ -2,8 +2,10 @@
 
 Bytes are decoded here, not by trafilatura: an undeclared cp1252 page handed to trafilatura as
 bytes comes out garbled (measured, see shared/design/NOTES.md, "Extraction"). HTML goes to
-trafilatura (main text as markdown, tables kept); pages over ``fast_path_chars`` go to resiliparse,
-about 40x faster on huge pages; all visible text is the last resort.
+trafilatura (main text as markdown, tables kept, without the backslash escapes its markdown adds);
+pages over ``fast_path_chars`` go to resiliparse, about 40x faster on huge pages; all visible text
+is the last resort. Untrusted bytes are extracted under a deadline in a worker process
+(:mod:`deepresearcher.tools.extract_worker`); this module is the pure function it runs.
 """
 
 from __future__ import annotations
@@ -89,8 +91,16 @@ _BLOCK_TAGS = (
     "aside", "figure", "figcaption", "td", "th",
 )  # fmt: skip
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+# trafilatura's markdown backslash-escapes every character CommonMark could read as syntax
+# ("capital \[1\]", "my\_file"), and turns "\(x\)" and "\[x\]" into $-math. The page's own
+# backslashes are swapped for a stand-in the page does not contain before trafilatura sees it, so
+# every backslash in its output is one it added: those are dropped, then the stand-in is swapped
+# back. "\|" stays: inside a table cell it is what keeps a "|" of the text from splitting the row.
+_BACKSLASH = re.compile(r"\\|&#0*92;|&#[xX]0*5[cC];|&bsol;")
+_STAND_INS = ("\u29f5", "\u2216", "\ufe68", "\uff3c")  # reverse-solidus look-alikes
+_MARKDOWN_ESCAPE = re.compile(r"\\([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{}~])")
 
-# pdfium is not thread-safe and pages are extracted in worker threads (asyncio.to_thread).
+# pdfium is not thread-safe, and extract() may run in several threads of one process.
 _PDFIUM_LOCK = threading.Lock()
 
 
@@ -304,8 +314,9 @@ def _extract_html(html: str, *, url: str, fast_path_chars: int = FAST_PATH_CHARS
             return fast
     tree = _parse_html(html)
     title = _html_title(tree) if tree is not None else ""
+    stand_in = next((c for c in _STAND_INS if c not in html), None)
     main = trafilatura.extract(
-        html,
+        _BACKSLASH.sub(stand_in, html) if stand_in else html,
         url=url,
         output_format="markdown",
         include_tables=True,
@@ -315,7 +326,7 @@ def _extract_html(html: str, *, url: str, fast_path_chars: int = FAST_PATH_CHARS
         favor_precision=True,  # best F1 on the article benchmark (NOTES.md)
         deduplicate=False,
     )
-    text = normalize_text(main or "")
+    text = normalize_text(_unescape_markdown(main or "", stand_in))
     if not text and tree is not None:
         # trafilatura returns nothing on pages it judges to have no article (lists, short pages);
         # the agent is better served by all visible text than by an empty page.
@@ -323,6 +334,16 @@ def _extract_html(html: str, *, url: str, fast_path_chars: int = FAST_PATH_CHARS
     if not text:
         raise ExtractError(f"{url}: the HTML page has no readable text")
     return ExtractedPage(title=title, text=text, content_type=HTML)
+
+
+def _unescape_markdown(markdown: str, stand_in: str | None) -> str:
+    """trafilatura's markdown without the escapes it added, and with the page's backslashes.
+
+    Without a stand-in (a page holding all four look-alikes) every escape is still dropped; a
+    backslash of the page before punctuation is then lost with them.
+    """
+    text = _MARKDOWN_ESCAPE.sub(r"\1", markdown)
+    return text.replace(stand_in, "\\") if stand_in else text
 
 
 def _extract_html_fast(html: str) -> ExtractedPage | None:

@@ -15,7 +15,11 @@ from urllib.parse import unquote
 
 from deepresearcher.errors import ConfigError, ExtractError, FetchError
 from deepresearcher.tools.chunking import DEFAULT_CHUNK_CHARS, chunk_text
-from deepresearcher.tools.extract import extract
+from deepresearcher.tools.extract_worker import (
+    EXTRACT_TIMEOUT_S,
+    ExtractTimeoutError,
+    extract_bounded,
+)
 from deepresearcher.types import Document
 
 LOCAL_SCHEME = "local://"
@@ -40,7 +44,8 @@ class LocalFetcher:
     under that exact URL (a corpus whose lines carry their own ``url``).
 
     Parsed documents are kept in a small LRU cache, and concurrent fetches of one URL (a GRPO group
-    of 16 rollouts browsing the same page) share one read.
+    of 16 rollouts browsing the same page) share one read. A page file is extracted in a worker
+    process that is killed after ``extract_timeout_s`` seconds (``extract_timeout``).
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class LocalFetcher:
         site: str = "wiki",
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
         cache_size: int = 128,
+        extract_timeout_s: float = EXTRACT_TIMEOUT_S,
     ) -> None:
         if pages_dir is None and index is None:
             raise ConfigError(
@@ -64,17 +70,20 @@ class LocalFetcher:
             )
         if chunk_chars < 1:
             raise ConfigError(f"chunk_chars must be at least 1, got {chunk_chars}")
+        if extract_timeout_s <= 0:
+            raise ConfigError(f"extract_timeout_s must be positive, got {extract_timeout_s:g}")
         self.pages_dir = Path(pages_dir).resolve() if pages_dir is not None else None
         self.index: PassageSource | None = index
         self.site = site
         self.chunk_chars = chunk_chars
         self.cache_size = cache_size
+        self.extract_timeout_s = extract_timeout_s
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Document]] = {}
 
     async def fetch(self, url: str) -> Document:
         """The document at ``url``. Raises :class:`FetchError` (``kind``: unsupported, blocked,
-        not_found, extract_failed, error)."""
+        not_found, extract_failed, extract_timeout, error)."""
         try:
             slug: str | None = self._slug(url)
         except FetchError as exc:
@@ -153,7 +162,7 @@ class LocalFetcher:
     async def _load(self, key: str, slug: str | None, url: str) -> Document:
         path = self._find_file(key, slug) if slug is not None else None
         if path is not None:
-            return await asyncio.to_thread(self._read_file, key, path)
+            return await self._read_file(key, path)
         if self.index is not None:
             # The index gets the URL as spelled in its own search results.
             passages = await self._index_passages(url)
@@ -189,22 +198,24 @@ class LocalFetcher:
                 return resolved
         return None
 
-    def _read_file(self, key: str, path: Path) -> Document:
+    async def _read_file(self, key: str, path: Path) -> Document:
         try:
-            content = path.read_bytes()
+            content = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             raise FetchError(f"cannot read {key!r}: {exc}", kind="error", url=key) from exc
+        # A pages folder is as untrusted as the web (a world built from crawled pages).
         try:
-            page = extract(content, content_type=PAGE_SUFFIXES.get(path.suffix.lower()), url=key)
+            page = await extract_bounded(
+                content, content_type=PAGE_SUFFIXES.get(path.suffix.lower()), url=key,
+                timeout_s=self.extract_timeout_s,
+            )
+        except ExtractTimeoutError as exc:
+            raise FetchError(str(exc), kind="extract_timeout", url=key, hint=exc.hint) from exc
         except ExtractError as exc:
             raise FetchError(str(exc), kind="extract_failed", url=key, hint=exc.hint) from exc
         title = page.title or path.stem.replace("_", " ")
-        return Document(
-            url=key,
-            title=title,
-            chunks=tuple(chunk_text(page.text, self.chunk_chars)),
-            content_type=page.content_type,
-        )
+        chunks = await asyncio.to_thread(chunk_text, page.text, self.chunk_chars)
+        return Document(url=key, title=title, chunks=tuple(chunks), content_type=page.content_type)
 
     async def _index_passages(self, url: str) -> list[tuple[str, str]]:
         assert self.index is not None

@@ -6,7 +6,7 @@ bytes are capped (bytes after decompression, so a gzip bomb stops at the cap). P
 (:mod:`deepresearcher.tools.extract`) and chunked; extracted pages go through the shared tool cache
 (namespace ``page``) when one is given. Failures are ``FetchError`` with a ``kind``: blocked,
 timeout, too_large, too_many_redirects, http_status, unsupported_type, unsupported_encoding,
-extract_failed, network.
+extract_failed, extract_timeout, network.
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from deepresearcher import __version__
 from deepresearcher.errors import ConfigError, ExtractError, FetchError
 from deepresearcher.tools.cache import ToolCache
 from deepresearcher.tools.chunking import DEFAULT_CHUNK_CHARS, chunk_text
-from deepresearcher.tools.extract import FAST_PATH_CHARS, extract, sniff_content_type
+from deepresearcher.tools.extract import FAST_PATH_CHARS, sniff_content_type
+from deepresearcher.tools.extract_worker import (
+    EXTRACT_TIMEOUT_S,
+    ExtractTimeoutError,
+    extract_bounded,
+)
 from deepresearcher.tools.http import ACCEPT_ENCODING, BodyError, PerLoop, read_body
 from deepresearcher.tools.netguard import AddressGuard, IPAddress, Target
 from deepresearcher.tools.ratelimit import RateLimiter
@@ -42,7 +47,8 @@ _UNREADABLE_TYPES = frozenset({
 })  # fmt: skip
 _ACCEPT = "text/html,application/xhtml+xml,application/pdf;q=0.9,text/plain;q=0.8,*/*;q=0.5"
 # Bump when extraction changes in a way that should not be served from old cache rows.
-PAGE_CACHE_VERSION = 1
+# 2: trafilatura's markdown escapes are undone ("[1]", not "\[1\]").
+PAGE_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class WebFetcher:
         per_domain: requests in flight to one host at once.
         chunk_chars: size of the chunks ("pages") handed to the reader.
         fast_path_chars: HTML longer than this is extracted with resiliparse.
+        extract_timeout_s: seconds extraction may run, in a worker process killed past it
+            (``extract_timeout``); a fetch waits at most twice this for extraction.
         cache: the shared tool cache; extracted pages are stored under namespace ``page``.
         transport: an httpx transport (tests), else httpx's default.
     """
@@ -93,6 +101,7 @@ class WebFetcher:
         per_domain: int = 4,
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
         fast_path_chars: int = FAST_PATH_CHARS,
+        extract_timeout_s: float = EXTRACT_TIMEOUT_S,
         cache: ToolCache | None = None,
         user_agent: str = USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -100,8 +109,8 @@ class WebFetcher:
     ) -> None:
         if max_redirects < 0 or max_bytes < 1 or per_domain < 1 or chunk_chars < 1:
             raise ConfigError("max_redirects >= 0, and max_bytes, per_domain, chunk_chars >= 1")
-        if min(connect_timeout_s, read_timeout_s, total_timeout_s) <= 0:
-            raise ConfigError("fetch timeouts must be positive")
+        if min(connect_timeout_s, read_timeout_s, total_timeout_s, extract_timeout_s) <= 0:
+            raise ConfigError("fetch and extraction timeouts must be positive")
         self.guard = guard or AddressGuard()
         self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self.total_timeout_s = total_timeout_s
@@ -110,6 +119,7 @@ class WebFetcher:
         self.per_domain = per_domain
         self.chunk_chars = chunk_chars
         self.fast_path_chars = fast_path_chars
+        self.extract_timeout_s = extract_timeout_s
         self.cache = cache
         self.user_agent = user_agent
         self._transport = transport
@@ -182,7 +192,8 @@ class WebFetcher:
         except asyncio.TimeoutError as exc:
             raise FetchError(
                 f"fetching {url!r} took over {self.total_timeout_s:g} s", kind="timeout", url=url,
-                hint="the site is slow or drips bytes; raise total_timeout_s to wait longer",
+                hint="the site is slow or drips bytes; to wait longer raise the fetch timeout "
+                "(browse --timeout, the tools setting fetch_timeout_s)",
             ) from exc
         record(fetch_bytes=len(body))
         sniffed = sniff_content_type(body[:65536], content_type)
@@ -192,10 +203,12 @@ class WebFetcher:
                 kind="unsupported_type", url=url,
             )
         try:
-            page = await asyncio.to_thread(
-                extract, body, content_type=content_type, url=final_url,
-                fast_path_chars=self.fast_path_chars,
+            page = await extract_bounded(
+                body, content_type=content_type, url=final_url,
+                fast_path_chars=self.fast_path_chars, timeout_s=self.extract_timeout_s,
             )
+        except ExtractTimeoutError as exc:
+            raise FetchError(str(exc), kind="extract_timeout", url=url, hint=exc.hint) from exc
         except ExtractError as exc:
             raise FetchError(str(exc), kind="extract_failed", url=url, hint=exc.hint) from exc
         return FetchedPage(final_url, page.title, page.text, page.content_type, len(body))
@@ -255,7 +268,7 @@ class WebFetcher:
                     await response.aclose()
         raise FetchError(
             f"{url!r} redirected more than {self.max_redirects} times", kind="too_many_redirects",
-            url=url, hint="a redirect loop, or raise max_redirects",
+            url=url, hint="a redirect loop, or raise the tools setting max_redirects",
         )
 
     async def _send(self, target: Target, address: IPAddress) -> httpx.Response:
@@ -309,5 +322,6 @@ class WebFetcher:
         return FetchError(
             f"{url!r} is larger than the {self.max_bytes:,}-byte cap ({what})", kind="too_large",
             url=url,
-            hint="raise max_bytes to read bigger pages",
+            hint="to read bigger pages raise the cap (browse --max-bytes, the tools setting "
+            "max_page_bytes)",
         )
