@@ -188,3 +188,27 @@ def test_a_failed_url_holding_markup_is_named_exactly(site: WebSiteServer) -> No
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: fetch failed (http_status): '{url}' answered")
+
+
+@pytest.mark.parametrize("flag", ["--max-page-bytes", "--max-bytes"])
+def test_the_page_cap_flag_and_its_old_name(site: WebSiteServer, flag: str) -> None:
+    result = run("browse", site.url("/ray"), "--allow-host", "127.0.0.1", flag, "1000")
+    assert result.returncode == 3 and "fetch failed (too_large)" in result.stderr
+    assert "--max-page-bytes" in result.stderr  # the hint names the flag
+
+
+def test_ask_passes_the_page_limits_to_the_fetcher(site: WebSiteServer, openai_server,
+                                                   tiny_tokenizer_dir) -> None:
+    hits = [{"title": "The Real Thing", "url": site.url("/ray"), "snippet": "a British band"}]
+    with SearchProviderServer("serper", key="serper-secret", hits=hits) as search:
+        openai_server.push(search_turn("Ray Lake death"), browse_turn(site.url("/ray")),
+                           answer_turn("2000"))
+        result = run("ask", QUESTION, "--base-url", openai_server.base_url, "--model", "tiny",
+                     "--tokenizer", str(tiny_tokenizer_dir), "--search", "serper", "--endpoint",
+                     search.base_url, "--allow-host", "127.0.0.1", "--max-page-bytes", "1000",
+                     "--fetch-timeout", "5", "--extract-timeout", "5", "--json",
+                     env={"SERPER_API_KEY": "serper-secret"})
+    assert result.returncode == 0, result.stderr
+    [browse] = [t["tool"] for t in json.loads(result.stdout)["turns"]
+                if (t.get("tool") or {}).get("name") == "browse_webpage"]
+    assert browse["failed_urls"] == {site.url("/ray"): "too_large"}

@@ -37,6 +37,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0  # > 0: the reply's body goes out 16 bytes at a time, this long apart
 
     @classmethod
     def slow(cls, delay_s: float) -> Fault:
@@ -244,17 +245,19 @@ class SearchProviderServer:
         if delay:
             time.sleep(delay)
         if fault is not None and fault.status is not None:
-            self._send(handler, fault.status, fault.body, fault.headers)
+            self._send(handler, fault.status, fault.body, fault.headers, drip_s=fault.drip_s)
             return
         rejection = self._check(request)
         if rejection is not None:
             self._send(handler, rejection.status or 400, rejection.body, rejection.headers)
             return
         headers = _brave_limits() if self.provider == "brave" else {}
-        self._send(handler, 200, self._render(request), headers)
+        self._send(handler, 200, self._render(request), headers,
+                   drip_s=fault.drip_s if fault else 0.0)
 
     def _send(
-        self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]
+        self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str],
+        *, drip_s: float = 0.0,
     ) -> None:
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()
@@ -271,7 +274,13 @@ class SearchProviderServer:
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
-        handler.wfile.write(data)
+        if not drip_s:
+            handler.wfile.write(data)
+            return
+        for start in range(0, len(data), 16):
+            handler.wfile.write(data[start : start + 16])
+            handler.wfile.flush()
+            time.sleep(drip_s)
 
     # -- the real APIs' checks and response shapes ---------------------------------------------
 

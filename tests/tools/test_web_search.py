@@ -343,6 +343,17 @@ def test_a_slow_server_is_a_timeout(
     assert time.monotonic() - started < 1.2
 
 
+def test_a_reply_dripped_slowly_ends_at_the_timeout(
+    server: SearchProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each piece comes within any read timeout; the whole reply would take several seconds.
+    server.push(Fault(drip_s=0.05))
+    started = time.monotonic()
+    error = fails(backend_for(server, monkeypatch, timeout=0.5, retry=Retry(retries=0)))
+    assert error.kind == "timeout"
+    assert time.monotonic() - started < 1.5
+
+
 def test_broken_json_is_malformed(
     server: SearchProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -130,3 +130,23 @@ def test_llm_reader_in_the_toolbox_prices_tokens(web, tmp_path: Path,
         assert len(llm.generation_requests()) == 1
         assert toolbox.episode_cost(again).reader_cached == 1
         assert toolbox.episode_cost(again).usd == 0.0
+
+
+def test_the_webs_limits_from_a_recipe_reach_the_fetcher_and_the_search(web, tmp_path) -> None:
+    from deepresearcher.train.recipes import load_recipe
+
+    site, search = web
+    recipe = load_recipe("deepresearcher-7b-paper", [
+        "tools.search=serper", f"tools.endpoint={search.base_url}", "tools.allow_hosts=[127.0.0.1]",
+        "tools.max_page_bytes=1000", "tools.fetch_timeout_s=7", "tools.reader=extractive", "tools.max_redirects=1",
+        "tools.extract_timeout_s=3", "tools.search_timeout_s=2", "tools.cache=null",
+    ])
+    toolbox = build_toolbox(ToolSettings.from_config(recipe.tools))
+    fetcher = toolbox.fetcher
+    assert isinstance(fetcher, WebFetcher)
+    assert (fetcher.max_bytes, fetcher.total_timeout_s, fetcher.max_redirects,
+            fetcher.extract_timeout_s) == (1000, 7, 1, 3)
+    assert toolbox.search_backend.timeout == 2  # type: ignore[attr-defined]
+    # The article is over 1,000 bytes: refused.
+    episode(toolbox, ["q"], [site.url("/ray")])
+    assert episode.outcome.failed == {site.url("/ray"): "too_large"}  # type: ignore[attr-defined]

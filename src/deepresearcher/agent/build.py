@@ -43,6 +43,8 @@ class ToolSettings:
     # provider's defaults: no rate cap, 8 in flight; ddgs 1/s, 2 in flight)
     search_qps: float | None = None
     search_concurrency: int | None = None
+    # seconds for one request to the web search provider (None: the provider's default, 15 s)
+    search_timeout_s: float | None = None
     # the shared tool cache (search results, pages, reader outputs); None: no cache
     cache: Path | None = None
     cache_mode: str = "read-write"
@@ -147,6 +149,8 @@ def build_search(settings: ToolSettings, cache: ToolCache | None) -> Any:
         limits["qps"] = settings.search_qps
     if settings.search_concurrency is not None:
         limits["concurrency"] = settings.search_concurrency
+    if settings.search_timeout_s is not None:
+        limits["timeout"] = settings.search_timeout_s
     backends = [open_web_search(name, endpoint=settings.endpoint, **limits, **(
         options if name != "ddgs" else {})) for name in names]
     search: Any = backends[0] if len(backends) == 1 else FallbackSearch(backends)

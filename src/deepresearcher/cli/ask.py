@@ -12,9 +12,17 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from deepresearcher.agent.build import DEFAULT_MODEL
+from deepresearcher.agent.build import DEFAULT_MODEL, ToolSettings
 from deepresearcher.cli import display
-from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
+from deepresearcher.cli.common import (
+    ExtractTimeout,
+    FetchTimeout,
+    MaxPageBytes,
+    ReaderBaseUrl,
+    ReaderKeyEnv,
+    ReaderKind,
+    ReaderModel,
+)
 
 # Exit codes of ``ask``: 0 answered; 1 ended without an answer (format error, max turns, context
 # exhausted); 3 the policy or a tool failed; 2 (from main) a usage or configuration error.
@@ -59,6 +67,9 @@ def ask(
     allow_private: bool = typer.Option(False, "--allow-private",
                                        help="Let the fetcher reach private and loopback "
                                        "addresses."),
+    max_page_bytes: MaxPageBytes = ToolSettings.max_page_bytes,
+    fetch_timeout: FetchTimeout = ToolSettings.fetch_timeout_s,
+    extract_timeout: ExtractTimeout = ToolSettings.extract_timeout_s,
     prices: Path | None = typer.Option(None, "--prices",
                                        help="YAML price table for the cost estimate "
                                        "(see docs/cost.md)."),
@@ -78,7 +89,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the full trajectory as JSON."),
 ) -> None:
     """Research a question: search, browse, reason, answer, live."""
-    from deepresearcher.agent.build import ToolSettings, build_policy, build_toolbox
+    from deepresearcher.agent.build import build_policy, build_toolbox
     from deepresearcher.agent.config import AgentConfig
     from deepresearcher.agent.loop import Agent
     from deepresearcher.cli.common import quiet_hf
@@ -92,6 +103,8 @@ def ask(
         cache_mode=cache_mode, reader=reader, reader_model=reader_model,
         reader_base_url=reader_base_url, reader_api_key_env=reader_key_env,
         allow_hosts=tuple(allow_host), allow_private=allow_private,
+        max_page_bytes=max_page_bytes, fetch_timeout_s=fetch_timeout,
+        extract_timeout_s=extract_timeout,
         prices=load_prices(prices) if prices is not None else None,
     ))
     console = display.console(stderr=as_json, highlight=False)

@@ -11,8 +11,15 @@ from typing import Any
 import typer
 from rich.text import Text
 
+from deepresearcher.agent.build import ToolSettings
 from deepresearcher.cli import display
-from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
+from deepresearcher.cli.common import (
+    ExtractTimeout,
+    ReaderBaseUrl,
+    ReaderKeyEnv,
+    ReaderKind,
+    ReaderModel,
+)
 
 # Exit codes: 0 the page was read; 3 the fetch was refused or failed, or the reader failed;
 # 2 (from main) a usage or configuration error.
@@ -48,11 +55,13 @@ def browse(
                                             "(repeatable), e.g. 10.0.0.0/8."),
     allow_private: bool = typer.Option(False, "--allow-private",
                                        help="Let private and loopback addresses through."),
-    max_bytes: int = typer.Option(8 * 1024 * 1024, "--max-bytes", min=1,
+    max_bytes: int = typer.Option(ToolSettings.max_page_bytes, "--max-page-bytes", "--max-bytes",
+                                  min=1,
                                   help="Largest page body (after decompression)."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds for the whole fetch."),
-    extract_timeout: float = typer.Option(20.0, "--extract-timeout", min=0.1,
-                                          help="Seconds extracting the page's text may take."),
+    timeout: float = typer.Option(ToolSettings.fetch_timeout_s, "--fetch-timeout", "--timeout",
+                                  min=0.1,
+                                  help="Seconds for the whole fetch, redirects included."),
+    extract_timeout: ExtractTimeout = ToolSettings.extract_timeout_s,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     world: Path | None = typer.Option(None, "--world",
                                       help="Read local:// pages of this world (world build)."),
@@ -61,7 +70,6 @@ def browse(
 ) -> None:
     """Fetch one page and show what the browse tool returns for it."""
     from deepresearcher.agent.build import (
-        ToolSettings,
         build_cache,
         build_fetcher,
         build_reader,

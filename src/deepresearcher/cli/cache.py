@@ -79,8 +79,10 @@ def import_(
     path: Path = typer.Argument(..., help="The cache file (created if missing)."),
     source: Path = typer.Option(..., "--from", help="JSONL written by `cache export`."),
 ) -> None:
-    """Add the rows of an export; keys already present are kept. All or nothing: a malformed
-    line stops the import (naming the line) before any row is written."""
+    """Add the rows of an export; keys already present are kept.
+
+    All or nothing: a malformed line stops the import (naming the line) before any row is written.
+    """
     from deepresearcher.errors import DataError
 
     if not source.is_file():
@@ -98,8 +100,10 @@ def import_(
 
 @cache_app.command("check")
 def check(path: Path = typer.Argument(..., help="The cache file.")) -> None:
-    """Check a cache file: a tool cache of this version, and undamaged (SQLite's integrity
-    check, which reads the whole file)."""
+    """Check that a file is an undamaged tool cache of this version.
+
+    Runs SQLite's integrity check, which reads the whole file.
+    """
     from deepresearcher.errors import CacheError
     from deepresearcher.tools.cache import DAMAGED_HINT
 

@@ -16,6 +16,15 @@ ReaderBaseUrl = Annotated[str | None, typer.Option(
 ReaderKeyEnv = Annotated[str, typer.Option(
     "--reader-key-env", help="Environment variable holding the reader's key.")]
 
+# The page fetcher's limits (ask, browse, eval); defaults are ToolSettings' (docs/security.md).
+MaxPageBytes = Annotated[int, typer.Option(
+    "--max-page-bytes", min=1, help="Largest page body, counted after decompression.")]
+FetchTimeout = Annotated[float, typer.Option(
+    "--fetch-timeout", min=0.1, help="Seconds for one page's whole download, redirects included.")]
+ExtractTimeout = Annotated[float, typer.Option(
+    "--extract-timeout", min=0.1, help="Seconds extracting one page may take (its worker "
+    "process is killed past it).")]
+
 
 def quiet_hf() -> None:
     """Silence the progress bars of transformers and huggingface_hub (the CLI draws its own)."""

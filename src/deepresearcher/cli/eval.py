@@ -13,9 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepresearcher.agent.build import DEFAULT_MODEL
+from deepresearcher.agent.build import DEFAULT_MODEL, ToolSettings
 from deepresearcher.cli import display
-from deepresearcher.cli.common import ReaderBaseUrl, ReaderKeyEnv, ReaderKind, ReaderModel
+from deepresearcher.cli.common import (
+    ExtractTimeout,
+    FetchTimeout,
+    MaxPageBytes,
+    ReaderBaseUrl,
+    ReaderKeyEnv,
+    ReaderKind,
+    ReaderModel,
+)
 
 # Exit codes of ``eval`` (and ``eval score``): 0 done; 2 (from main) a usage, configuration or data
 # error; 3 no episode could be run (every one failed); 4 more episodes failed than
@@ -89,6 +97,9 @@ def run(
     reader_model: ReaderModel = None,
     reader_base_url: ReaderBaseUrl = None,
     reader_key_env: ReaderKeyEnv = "OPENAI_API_KEY",
+    max_page_bytes: MaxPageBytes = ToolSettings.max_page_bytes,
+    fetch_timeout: FetchTimeout = ToolSettings.fetch_timeout_s,
+    extract_timeout: ExtractTimeout = ToolSettings.extract_timeout_s,
     max_turns: int = typer.Option(10, "--max-turns", min=1),
     max_tokens: int = typer.Option(2000, "--max-tokens", min=1, help="Tokens per turn."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0,
@@ -132,7 +143,7 @@ def run(
     if data is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    from deepresearcher.agent.build import ToolSettings, build_policy, build_toolbox
+    from deepresearcher.agent.build import build_policy, build_toolbox
     from deepresearcher.agent.config import AgentConfig
     from deepresearcher.cli.common import quiet_hf
     from deepresearcher.errors import ConfigError
@@ -161,7 +172,10 @@ def run(
                                          cache_mode=cache_mode, reader=reader,
                                          reader_model=reader_model,
                                          reader_base_url=reader_base_url,
-                                         reader_api_key_env=reader_key_env))
+                                         reader_api_key_env=reader_key_env,
+                                         max_page_bytes=max_page_bytes,
+                                         fetch_timeout_s=fetch_timeout,
+                                         extract_timeout_s=extract_timeout))
     judge = _judge(judge_model, judge_base_url, judge_temperature, judge_api_key_env, tool_cache,
                    concurrency)
     tools = session.ToolsInfo(

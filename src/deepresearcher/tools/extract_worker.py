@@ -54,8 +54,8 @@ WORKERS = max(2, min(4, os.cpu_count() or 1))
 # waking the OOM killer for the whole machine.
 MEMORY_LIMIT_BYTES = 4 << 30
 _TIMEOUT_HINT = (
-    "the page is hostile or too complex to read in time; to wait longer raise the extraction "
-    "deadline (browse --extract-timeout, the tools setting extract_timeout_s)"
+    "the page is hostile or too complex to read in time; to wait longer raise --extract-timeout "
+    "(tools.extract_timeout_s in a recipe)"
 )
 # How often a worker's waiter looks whether its caller has gone.
 _POLL_S = 0.1

@@ -192,8 +192,8 @@ class WebFetcher:
         except asyncio.TimeoutError as exc:
             raise FetchError(
                 f"fetching {url!r} took over {self.total_timeout_s:g} s", kind="timeout", url=url,
-                hint="the site is slow or drips bytes; to wait longer raise the fetch timeout "
-                "(browse --timeout, the tools setting fetch_timeout_s)",
+                hint="the site is slow or drips bytes; to wait longer raise --fetch-timeout "
+                "(tools.fetch_timeout_s in a recipe)",
             ) from exc
         record(fetch_bytes=len(body))
         sniffed = sniff_content_type(body[:65536], content_type)
@@ -268,7 +268,7 @@ class WebFetcher:
                     await response.aclose()
         raise FetchError(
             f"{url!r} redirected more than {self.max_redirects} times", kind="too_many_redirects",
-            url=url, hint="a redirect loop, or raise the tools setting max_redirects",
+            url=url, hint="a redirect loop, or raise tools.max_redirects in a recipe",
         )
 
     async def _send(self, target: Target, address: IPAddress) -> httpx.Response:
@@ -322,6 +322,5 @@ class WebFetcher:
         return FetchError(
             f"{url!r} is larger than the {self.max_bytes:,}-byte cap ({what})", kind="too_large",
             url=url,
-            hint="to read bigger pages raise the cap (browse --max-bytes, the tools setting "
-            "max_page_bytes)",
+            hint="to read bigger pages raise --max-page-bytes (tools.max_page_bytes in a recipe)",
         )

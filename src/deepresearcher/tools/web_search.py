@@ -283,7 +283,7 @@ class HTTPSearch(abc.ABC):
                 "rate_limited",
                 response,
                 wait=retry_after(response.headers),
-                hint=f"lower the query rate (qps) or concurrency, {FALLBACK_HINT}",
+                hint=f"lower tools.search_qps or tools.search_concurrency, {FALLBACK_HINT}",
             )
         if status >= 500:
             return self._error(
@@ -326,21 +326,22 @@ class HTTPSearch(abc.ABC):
         url = f"{self.endpoint}{request.path}"
         async with self.limiter:
             try:
-                response = await send_bounded(client, client.build_request(
+                # The timeout bounds the whole reply: a server dripping bytes ends here too.
+                response = await asyncio.wait_for(send_bounded(client, client.build_request(
                     request.method,
                     url,
                     params=request.params,
                     json=request.json,
                     headers=request.headers,
-                ), SEARCH_REPLY_BYTES)
+                ), SEARCH_REPLY_BYTES), self.timeout)
             except BodyError as exc:
                 raise self._malformed(str(exc)) from exc
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                 raise WebSearchError(
                     f"{self.name}: no reply from {url} within {self.timeout:g} s",
                     kind="timeout",
                     provider=self.name,
-                    hint=f"raise the timeout, or check the network {FALLBACK_HINT}",
+                    hint=f"raise tools.search_timeout_s, or check the network {FALLBACK_HINT}",
                 ) from exc
             except httpx.TransportError as exc:
                 raise WebSearchError(
@@ -559,7 +560,7 @@ class BraveSearch(HTTPSearch):
                 "rate_limited",
                 response,
                 wait=wait,
-                hint=f"lower the query rate (qps), {FALLBACK_HINT}",
+                hint=f"lower tools.search_qps, {FALLBACK_HINT}",
             )
         return super()._failure(response)
 

@@ -56,6 +56,16 @@ class ToolsConfig(_Strict):
                                "characters per extract.")
     allow_hosts: list[str] = Field(default_factory=list)
     allow_private: bool = False
+    # The web's limits (docs/security.md): pages are untrusted input.
+    max_page_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description=(
+        "Largest page body, counted after decompression."))
+    fetch_timeout_s: float = Field(default=30.0, gt=0, description=(
+        "Seconds for one page's whole download, redirects included."))
+    max_redirects: int = Field(default=5, ge=0)
+    extract_timeout_s: float = Field(default=20.0, gt=0, description=(
+        "Seconds extracting one page may take; its worker process is killed past it."))
+    search_timeout_s: float | None = Field(default=None, gt=0, description=(
+        "Seconds for one web search request; none: the provider's default (15 s)."))
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> ToolsConfig:
