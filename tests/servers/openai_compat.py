@@ -25,8 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+try:
+    from servers.web_pages import QuietServer
+except ImportError:  # run as a script: python tests/servers/openai_compat.py
+    from web_pages import QuietServer  # type: ignore[no-redef]
 
 __all__ = ["Fault", "OpenAICompatServer", "RecordedRequest", "Reply"]
 
@@ -155,7 +160,7 @@ class OpenAICompatServer:
         self.requests: list[RecordedRequest] = []
         self._queue: collections.deque[Reply | Fault | str] = collections.deque()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: QuietServer | None = None
         self._thread: threading.Thread | None = None
         self._eos_id: int | None = None
         if tokenizer is not None:
@@ -166,10 +171,7 @@ class OpenAICompatServer:
 
     def start(self) -> OpenAICompatServer:
         handler = type("Handler", (_Handler,), {"app": self})
-        httpd = ThreadingHTTPServer(
-            ("127.0.0.1", self.requested_port), handler, bind_and_activate=False
-        )
-        httpd.daemon_threads = True
+        httpd = QuietServer(("127.0.0.1", self.requested_port), handler, bind_and_activate=False)
         httpd.request_queue_size = 1024  # a burst of concurrent connects must not be refused
         httpd.allow_reuse_address = True
         httpd.server_bind()

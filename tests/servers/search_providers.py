@@ -19,9 +19,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from servers.web_pages import QuietServer
 
 __all__ = ["PROVIDERS", "Fault", "Recorded", "SearchProviderServer"]
 
@@ -87,8 +89,7 @@ class SearchProviderServer:
         self.max_in_flight = 0
         self._faults: collections.deque[Fault | None] = collections.deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = QuietServer(("127.0.0.1", 0), self._handler_class())
         # A short poll interval keeps shutdown() (and so each test) fast.
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 

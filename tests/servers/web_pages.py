@@ -21,12 +21,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["WebSiteServer"]
+__all__ = ["QuietServer", "WebSiteServer"]
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
+    """A threaded loopback server that does not print a traceback for a client hanging up."""
+
     daemon_threads = True
     allow_reuse_address = True
 
@@ -36,7 +38,7 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class _Server6(_Server):
+class _Server6(QuietServer):
     address_family = socket.AF_INET6
 
 
@@ -48,7 +50,7 @@ class WebSiteServer:
         self.requests: list[dict[str, Any]] = []
         self.routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        server_class = _Server6 if ":" in host else _Server
+        server_class = _Server6 if ":" in host else QuietServer
         self._httpd = server_class((host, 0), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
                                         daemon=True)
