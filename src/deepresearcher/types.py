@@ -56,9 +56,13 @@ class BrowseMemory:
     """Per-episode state of the browse tool (kept in the episode, so tool services stay stateless).
 
     ``seen`` holds normalized extracts already returned in this episode; ``allowed_urls`` the URLs of
-    the episode's most recent search (the only ones the original lets the agent browse).
+    the episode's most recent search (the only ones the original lets the agent browse);
+    ``latest_hits`` every ``(query, url)`` of that search in its order, query by query and rank by
+    rank, a URL found twice listed twice; ``read_chunks`` the chunks read per reading key (a URL,
+    or one search-result occurrence of it).
     """
 
     allowed_urls: dict[str, str] = field(default_factory=dict)  # url -> the query that found it
+    latest_hits: list[tuple[str, str]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     read_chunks: dict[str, set[int]] = field(default_factory=dict)

@@ -118,9 +118,19 @@ def test_browse_of_unknown_url_is_refused_and_recorded(tiny_tokenizer, toolbox, 
     t = run(Agent(ScriptedPolicy(script, tiny_tokenizer), toolbox, config), QUESTION)
     turn = t.turns[1]
     assert turn.tool.refused_urls == ["local://wiki/Not_In_Results"]
-    assert turn.observation.startswith(
-        "[{'information': [], 'url': 'local://wiki/Not_In_Results'}, {'information': [{")
+    # The paper's layout (the original's reader): no entry for a URL not in the latest search.
+    assert turn.observation.startswith("[{'information': [{")
+    assert "Not_In_Results" not in turn.observation
     assert t.sources == [INSTITUTE]
+
+
+def test_other_profiles_list_a_refused_url_with_an_empty_entry(tiny_tokenizer, toolbox, config):
+    script = [search_turn("Brackenhold Institute"),
+              browse_turn("local://wiki/Not_In_Results", INSTITUTE), answer_turn("x")]
+    compact = config.model_copy(update={"profile": "compact"})
+    t = run(Agent(ScriptedPolicy(script, tiny_tokenizer), toolbox, compact), QUESTION)
+    assert t.turns[1].observation.startswith(
+        "[{'information': [], 'url': 'local://wiki/Not_In_Results'}, {'information': [{")
 
 
 def test_repeated_browse_returns_only_new_extracts(tiny_tokenizer, toolbox, config):
@@ -310,3 +320,25 @@ def test_a_parser_failure_is_an_extract_error(monkeypatch):
     monkeypatch.setattr(extract_module, "_extract", broken)
     with pytest.raises(ExtractError, match="cannot be read"):
         extract_module.extract(b"<html>x</html>", content_type="text/html", url="u")
+
+
+def test_the_paper_reward_reads_re_rendered_tool_turns_and_the_raw_final_turn(
+        tiny_tokenizer, toolbox, config):
+    from deepresearcher.protocol.metrics import paper_reward
+
+    # Text after </tool_call> is sampled but not re-rendered: the original scored (and trained
+    # on) the re-rendered call, so a stray "<think>" there does not unbalance the tags.
+    stray = search_turn("Tarrowmere") + "\n<think>"
+    policy = ScriptedPolicy([stray, answer_turn("Lenivar")], tiny_tokenizer)
+    t = run(Agent(policy, toolbox, config), Task("In which country is Tarrowmere?", ["Lenivar"]))
+    assert t.status == "answered" and t.reward == 1.0
+    response = t.response_text()
+    assert response.startswith("<think> Let me search. </think>\n<tool_call>\n")
+    assert "</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n" in response
+    assert response.endswith("<think> I know it now. </think>\n<answer>Lenivar</answer>")
+    assert "</tool_call>\n<think>" not in response
+    # Read as the raw turns joined, the same episode would score -1.
+    raw = "\n".join(p for turn in t.turns for p in (turn.text, turn.observation) if p is not None)
+    assert paper_reward(raw, ["Lenivar"]) == -1.0
+    # A trajectory read back from its file has no rendering: its raw turns are what is left.
+    assert Trajectory.model_validate_json(t.to_json()).response_text() == raw

@@ -258,9 +258,10 @@ class _Episode:
                 return self.profile.format_failure(), record
             return self.profile.format_search(outcome.results), record
         urls = urls_of(action) if urls_of else list(action.arguments.get("url_list", []))
-        browse = await toolbox.browse(urls, self.task.question, self.memory)
+        browse = await toolbox.browse(urls, self.task.question, self.memory,
+                                      per_occurrence=self.profile.browse_layout == "per_occurrence")
         t.usage.browse_calls += 1
-        t.usage.pages_read += sum(1 for r in browse.results if r.error is None)
+        t.usage.pages_read += len({r.url for r in browse.results if r.error is None})
         record = ToolRecord(name=action.name, urls=urls, refused_urls=browse.refused,
                             failed_urls=browse.failed, error=browse.error,
                             extracts=sum(len(r.information) for r in browse.results),
@@ -288,7 +289,34 @@ class _Episode:
             "f1": f1_score(prediction, golds) if prediction else 0.0,
             "em": exact_match(prediction, golds) if prediction else 0.0,
         }
+        response = self._paper_response()
+        if response is not None:
+            t.set_response_text(response)
         t.reward = paper_reward(t.response_text(), golds)
+
+    def _paper_response(self) -> str | None:
+        """The episode as the original scored it (PROTOCOL.md §5): the conversation after the
+        initial prompt, tool turns re-rendered from the parsed calls, and a final answer (or
+        malformed) turn as sampled after its rendered prompt; an episode that ended otherwise
+        re-rendered whole with the generation prompt. None when the profile renders no text."""
+        template = getattr(self.policy, "tokenizer", None)
+        try:
+            initial = self.profile.render(self.messages[:2], template)
+            if initial.text is None:
+                return None
+            start = len(initial.text) - len(initial.prefix)
+            turns = self.trajectory.turns
+            if self.trajectory.status in ("answered", "format_error") and turns:
+                before = self.profile.render(self.messages[:-1], template)
+                assert before.text is not None
+                text = before.text + turns[-1].text[len(before.prefix):]
+            else:
+                whole = self.profile.render(self.messages, template)
+                assert whole.text is not None
+                text = whole.text[: len(whole.text) - len(whole.prefix)]
+        except Exception:  # a template that cannot render this conversation: the plain text
+            return None
+        return text[start:]
 
     def _tokens(self) -> Tokens | None:
         tokenizer = getattr(self.policy, "tokenizer", None)

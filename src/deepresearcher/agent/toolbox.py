@@ -134,13 +134,20 @@ class Toolbox:
             return SearchOutcome([], error=f"internal error: {type(exc).__name__}: {exc}",
                                  seconds=time.perf_counter() - started)
         memory.allowed_urls = {}
-        for result in results:
-            for hit in result.hits:
-                memory.allowed_urls.setdefault(hit.url, result.query)
+        memory.latest_hits = [(result.query, hit.url) for result in results for hit in result.hits]
+        for query, url in memory.latest_hits:
+            memory.allowed_urls.setdefault(url, query)
         return SearchOutcome(results, seconds=time.perf_counter() - started)
 
-    async def browse(self, urls: list[str], question: str, memory: BrowseMemory) -> BrowseOutcome:
-        """Read the URLs (only those of the latest search) and return only new extracts."""
+    async def browse(self, urls: list[str], question: str, memory: BrowseMemory, *,
+                     per_occurrence: bool = False) -> BrowseOutcome:
+        """Read the URLs (only those of the latest search) and return only new extracts.
+
+        By default one result per requested URL, in request order (a refused one with the error
+        ``not_in_latest_search``). ``per_occurrence`` reads as the original's reader did: one
+        result per occurrence of a requested URL in the latest search, in search order, each
+        occurrence read for its own query and from its own position; refused URLs get none.
+        """
         started = time.perf_counter()
         if not memory.allowed_urls:
             return BrowseOutcome([], error="browse before any search",
@@ -160,19 +167,26 @@ class Toolbox:
                 return FetchError(f"{type(exc).__name__}: {exc}", kind="internal", url=url)
 
         with counting(self.usage, self.episode_usage(memory)):
-            return await self._browse(unique, question, memory, fetch, started)
+            return await self._browse(unique, question, memory, fetch, started, per_occurrence)
 
     async def _browse(self, unique: list[str], question: str, memory: BrowseMemory,
                       fetch: Callable[[str], Awaitable[Document | DeepResearcherError]],
-                      started: float) -> BrowseOutcome:
+                      started: float, per_occurrence: bool) -> BrowseOutcome:
         outcome = BrowseOutcome([])
+        outcome.refused = [u for u in unique if u not in memory.allowed_urls]
         allowed = [u for u in unique if u in memory.allowed_urls]
         fetched = dict(zip(allowed, await asyncio.gather(*(fetch(u) for u in allowed)), strict=True))
-        # Pages are fetched concurrently, but read in the order asked: the reader updates the
-        # episode's memory, and "only new extracts" must not depend on which fetch finished first.
-        for url in unique:
-            if url not in memory.allowed_urls:
-                outcome.refused.append(url)
+        # What is read, for which query, under which reading key, in which order.
+        if per_occurrence:
+            wanted = set(allowed)
+            reads = [(url, query, f"{url}#{query}@{rank}")
+                     for rank, (query, url) in enumerate(memory.latest_hits) if url in wanted]
+        else:
+            reads = [(url, memory.allowed_urls.get(url, ""), url) for url in unique]
+        # Pages are fetched concurrently, but read in this order: the reader updates the episode's
+        # memory, and "only new extracts" must not depend on which fetch finished first.
+        for url, query, key in reads:
+            if url in outcome.refused:
                 outcome.results.append(BrowseResult(url=url, error=REFUSED))
                 continue
             document = fetched[url]
@@ -182,10 +196,8 @@ class Toolbox:
                 outcome.results.append(BrowseResult(url=url, error=kind))
                 continue
             try:
-                extracts = await self.reader.read(
-                    document, question=question, sub_question=memory.allowed_urls[url],
-                    memory=memory,
-                )
+                extracts = await self.reader.read(document, question=question, sub_question=query,
+                                                  memory=memory, key=key)
             except DeepResearcherError as exc:
                 kind = str(getattr(exc, "kind", type(exc).__name__))
                 outcome.failed[url] = kind

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from deepresearcher.errors import DataError
 from deepresearcher.protocol.base import Action, Answer, FormatError, ToolCall
@@ -149,13 +149,32 @@ class Trajectory(BaseModel):
     tokens: Tokens | None = None
     started_at: str | None = None
     seconds: float = 0.0
+    # The text the paper reward reads, set by the episode that rendered it (not saved: it is the
+    # conversation again, re-rendered by the policy's chat template).
+    _response: str | None = PrivateAttr(default=None)
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=False)
 
+    def set_response_text(self, text: str) -> None:
+        self._response = text
+
+    def __eq__(self, other: object) -> bool:
+        # What is saved: a trajectory read back equals the one written.
+        return isinstance(other, Trajectory) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     def response_text(self) -> str:
-        """Everything the episode appended after the prompt, as the reward sees it: each
-        assistant turn and each tool observation, in order."""
+        """Everything the episode appended after the prompt, as the reward reads it.
+
+        As the original trained on it (PROTOCOL.md §5) when the episode rendered it: tool turns
+        re-rendered by the chat template from the parsed calls, the final turn as sampled. Else
+        (a trajectory read back from a file, a chat-API profile): each assistant turn and each
+        tool observation, in order.
+        """
+        if self._response is not None:
+            return self._response
         parts = []
         for turn in self.turns:
             parts.append(turn.text)

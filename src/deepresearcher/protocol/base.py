@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from deepresearcher.types import BrowseResult, SearchResult
 
@@ -69,11 +69,17 @@ class ProfileSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# How a browse observation is laid out: one entry per requested URL in request order, or the
+# original's, one entry per occurrence of a requested URL in the latest search, in search order.
+BrowseLayout = Literal["per_url", "per_occurrence"]
+
+
 @runtime_checkable
 class PromptProfile(Protocol):
     """Renders a conversation for one model family and parses its turns."""
 
     name: str
+    browse_layout: BrowseLayout
 
     def initial_messages(self, question: str) -> list[Message]: ...
 

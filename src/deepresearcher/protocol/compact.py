@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepresearcher.protocol.base import ChatTemplate, Message, RenderedPrompt
+from deepresearcher.protocol.base import BrowseLayout, ChatTemplate, Message, RenderedPrompt
 from deepresearcher.protocol.deepresearcher7b import THINK_PREFIX, DeepResearcher7BProfile
 
 COMPACT_SYSTEM_PROMPT = (
@@ -26,6 +26,8 @@ class CompactProfile(DeepResearcher7BProfile):
     """DeepResearcher-7b's turn format behind a short system prompt, with no tool block."""
 
     name = "compact"
+    # Short observations for small models: one entry per requested URL (not the paper's layout).
+    browse_layout: BrowseLayout = "per_url"
 
     def initial_messages(self, question: str) -> list[Message]:
         return [

@@ -12,6 +12,7 @@ from typing import Any
 from deepresearcher.protocol.base import (
     Action,
     Answer,
+    BrowseLayout,
     ChatTemplate,
     FormatError,
     Message,
@@ -241,6 +242,8 @@ class DeepResearcher7BProfile:
     """The exact DeepResearcher-7b format: Qwen2.5 chat template, two tools, forced ``<think>``."""
 
     name = "deepresearcher-7b"
+    # The original's reader (PROTOCOL.md §5): an entry per search-result occurrence, search order.
+    browse_layout: BrowseLayout = "per_occurrence"
     tool_names = (WEB_SEARCH, BROWSE_WEBPAGE)
     search_tool = WEB_SEARCH
     browse_tool = BROWSE_WEBPAGE

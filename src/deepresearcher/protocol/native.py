@@ -15,6 +15,7 @@ from typing import Any
 from deepresearcher.protocol.base import (
     Action,
     Answer,
+    BrowseLayout,
     ChatTemplate,
     FormatError,
     Message,
@@ -116,6 +117,7 @@ class NativeToolsProfile:
     """A profile for chat models that call tools natively."""
 
     name = "native-tools"
+    browse_layout: BrowseLayout = "per_url"
     tool_names = (WEB_SEARCH, BROWSE_WEBPAGE)
     search_tool = WEB_SEARCH
     browse_tool = BROWSE_WEBPAGE

@@ -25,7 +25,12 @@ class Fetcher(Protocol):
 
 @runtime_checkable
 class Reader(Protocol):
-    """Reads a document for a question and returns extracts new to this episode."""
+    """Reads a document for a question and returns extracts new to this episode.
+
+    ``key`` names the reading position in ``memory.read_chunks`` (default: the document's URL):
+    the chunks read under one key are not read again under it. The paper's browse reads each
+    search-result occurrence of a URL under its own key, as the original did.
+    """
 
     async def read(
         self,
@@ -34,4 +39,5 @@ class Reader(Protocol):
         question: str,
         sub_question: str,
         memory: BrowseMemory,
+        key: str | None = None,
     ) -> list[PageExtract]: ...

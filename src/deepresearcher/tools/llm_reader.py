@@ -175,14 +175,15 @@ class LLMReader:
         return f"LLMReader({self.base_url!r}, {self.model!r}, key from ${self.api_key_env})"
 
     async def read(
-        self, document: Document, *, question: str, sub_question: str, memory: BrowseMemory
+        self, document: Document, *, question: str, sub_question: str, memory: BrowseMemory,
+        key: str | None = None,
     ) -> list[PageExtract]:
         """New extracts of ``document``, one per chunk that yielded any; updates ``memory``.
 
         Reads unread chunks in order; stops when the model says the rest is not worth reading,
         after ``max_chunks_per_url`` chunks, and at the last chunk.
         """
-        read = memory.read_chunks.setdefault(document.url, set())
+        read = memory.read_chunks.setdefault(key or document.url, set())
         todo = [i for i in range(len(document.chunks)) if i not in read]
         extracts: list[PageExtract] = []
         for index in todo[: self.max_chunks_per_url]:

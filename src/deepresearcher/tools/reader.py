@@ -143,6 +143,7 @@ class ExtractiveReader:
         question: str,
         sub_question: str,
         memory: BrowseMemory,
+        key: str | None = None,
     ) -> list[PageExtract]:
         """Extracts of ``document`` new to this episode, one per chunk that yielded any.
 
@@ -152,18 +153,20 @@ class ExtractiveReader:
         # ~20 ms of CPU for 8 chunks of 8,000 chars: off the loop, so 16 concurrent rollouts do not
         # stall it. ``memory`` is this episode's alone, and the episode awaits this call.
         return await asyncio.to_thread(
-            self.read_sync, document, question=question, sub_question=sub_question, memory=memory
+            self.read_sync, document, question=question, sub_question=sub_question, memory=memory,
+            key=key,
         )
 
     def read_sync(
-        self, document: Document, *, question: str, sub_question: str, memory: BrowseMemory
+        self, document: Document, *, question: str, sub_question: str, memory: BrowseMemory,
+        key: str | None = None,
     ) -> list[PageExtract]:
         """:meth:`read` without the event loop."""
         question_terms = set(terms(question))
         sub_terms = set(terms(sub_question))
         if not question_terms and not sub_terms:
             return []  # nothing to match: leave the chunks unread for a better-posed browse
-        read = memory.read_chunks.setdefault(document.url, set())
+        read = memory.read_chunks.setdefault(key or document.url, set())
         todo = [i for i in range(len(document.chunks)) if i not in read]
         todo = todo[: self.max_chunks_per_url]
         passages = {i: self._passages(i, document.chunks[i]) for i in todo}

@@ -241,7 +241,9 @@ class _Reader:
                     texts = [
                         str(x.get("page_summary", "")) for x in result.get("information") or []
                     ]
-                    got[str(result.get("url", ""))] = "\n".join(texts)
+                    # A URL may have several entries (one per search-result occurrence).
+                    url = str(result.get("url", ""))
+                    got[url] = "\n".join(filter(None, [got.get(url, ""), *texts]))
                 for url in map(str, arguments.get("url_list") or []):
                     state.browsed[url] = state.browsed.get(url, 0) + 1
                     state.ever_browsed.add(url)
