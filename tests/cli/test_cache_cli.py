@@ -122,6 +122,9 @@ def test_export_to_a_place_it_cannot_write_fails_before_work(tmp_path):
     _fails_in_one_line(cache("export", str(path), "--out", str(tmp_path / "no" / "r.jsonl")),
                        "no folder", "no")
     _fails_in_one_line(cache("export", str(path), "--out", "/proc/rows.jsonl"), "cannot write")
+    # Refused before any row was read or written: nothing was made on the way.
+    assert not (tmp_path / "no").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("c.sqlite")) == []
 
 
 def test_ask_and_browse_check_the_cache_before_any_work(tmp_path, openai_server):

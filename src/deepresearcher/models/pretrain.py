@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from deepresearcher.errors import ConfigError, DataError
+from deepresearcher.eval.data import file_sha256
 from deepresearcher.models.curriculum import (
     TRAIN_SEED_START,
     Row,
@@ -692,7 +692,7 @@ class Pretraining:
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "deepresearcher": getattr(deepresearcher, "__version__", None)},
             "probe": state.probe,
-            "files": {f"final/{p.name}": _sha256(p) for p in sorted(final.iterdir())
+            "files": {f"final/{p.name}": file_sha256(p) for p in sorted(final.iterdir())
                       if p.is_file()},
         }
         _write_json(self.out / "card.json", card)
@@ -759,14 +759,6 @@ def _write_json(path: Path, data: Any) -> None:
 def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _quiet(torch: Any, threads: int | None) -> None:
