@@ -340,13 +340,21 @@ def test_cuda_where_there_is_none_fails_before_any_work(tmp_path):
 
 def test_a_base_model_gets_fine_tuning_learning_rates():
     from deepresearcher.cli.quickstart import quickstart_settings
-    from deepresearcher.train.quickstart import BASE_MODEL_SFT_LR, TINY_SFT_LR
+    from deepresearcher.train.quickstart import (
+        BASE_MODEL_SFT_LR,
+        PRETRAINED_SFT_LR,
+        TINY_SFT_LR,
+    )
 
     common = dict(seed=1, fast=False, device="cuda", sft_steps=None, sft_lr=None)
     tiny = quickstart_settings(base_model=None, overrides=["grpo.max_steps=3"], **common)
-    assert tiny.effective_sft_lr == TINY_SFT_LR and tiny.overrides == ("grpo.max_steps=3",)
-    assert tiny.device == "cuda" and tiny.base_model is None
-    assert Quickstart("unused", tiny).recipe().grpo.learning_rate == 5e-4
+    assert tiny.effective_sft_lr == PRETRAINED_SFT_LR and tiny.overrides == ("grpo.max_steps=3",)
+    assert tiny.device == "cuda" and tiny.base_model is None and tiny.pretrained_tiny
+    scratch = quickstart_settings(base_model=None, overrides=[], from_scratch=True, **common)
+    assert scratch.effective_sft_lr == TINY_SFT_LR and not scratch.pretrained_tiny
+    assert Quickstart("unused", scratch).recipe().grpo.learning_rate == 5e-4
+    with pytest.raises(ConfigError, match="exclude each other"):
+        quickstart_settings(base_model="m", overrides=[], from_scratch=True, **common)
     # The same defaults from the command line and from Python.
     for base in (
         quickstart_settings(base_model="Qwen/Qwen2.5-0.5B-Instruct", overrides=[], **common),

@@ -228,8 +228,8 @@ def run(
     try:
         summary = asyncio.run(go())
     except KeyboardInterrupt:
-        saved = len(store.load(repair=True))
-        console.print(display.text(f"interrupted: {saved} of {total} episodes are saved in {out}; "
+        stored = len(store.load(repair=True))
+        console.print(display.text(f"interrupted: {stored} of {total} episodes are saved in {out}; "
                                    "run the same command again to finish the rest"))
         raise typer.Exit(130) from None
     scores = session.finish(out, card, records, samples, paper=session.is_paper_test(dataset),

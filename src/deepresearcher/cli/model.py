@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from deepresearcher.cli import display
+from deepresearcher.errors import ConfigError
 
 model_app = typer.Typer(help="Build small local models.", no_args_is_help=True)
 
@@ -28,18 +29,41 @@ def tiny(
         "on a small built-in text, which has no pair left to merge past about 1,150 tokens: "
         "a larger value builds that many, a smaller one a coarser tokenizer. Default: all of "
         "them."),
+    pretrained: bool = typer.Option(
+        False, "--pretrained",
+        help="Write out the pretrained tiny base that ships with the package (a tiny Qwen2 "
+        "pretrained to copy names and write the agent's format; its card is card.json) "
+        "instead of random weights; its checksums are checked."),
 ) -> None:
-    """A tiny random Qwen2 with a locally trained Qwen2.5-style tokenizer.
+    """A tiny Qwen2 with a Qwen2.5-style tokenizer: random, or the shipped pretrained base.
 
-    Untrained: it exercises the pipeline; `deepresearcher quickstart` trains one."""
+    Random: it exercises the pipeline. --pretrained: the base `deepresearcher quickstart`
+    starts from (docs/pretraining.md)."""
     from deepresearcher.cli.common import quiet_hf
+
+    console = display.console()
+    if pretrained:
+        changed = [flag for flag, value, default in (
+            ("--seed", seed, 0), ("--hidden-size", hidden_size, 64), ("--layers", layers, 2),
+            ("--vocab-size", vocab_size, None)) if value != default]
+        if changed:
+            raise ConfigError(f"{', '.join(changed)} cannot change the pretrained base",
+                              hint="leave them out with --pretrained")
+        from deepresearcher.models.shipped import write_pretrained
+
+        card = write_pretrained(out)
+        probe = card.get("probe") or {}
+        console.print(display.text(
+            f"pretrained tiny Qwen2 ({card['parameters']:,} parameters, vocabulary of "
+            f"{card['vocab']:,} tokens; {card['steps']:,} steps, {card['tokens']:,} tokens) in "
+            f"{out}; checksums verified. Held-out probe: {_probe_line(probe)}"))
+        return
     from deepresearcher.models.tiny import TOOL_TOKENS, build_tiny_qwen2, build_tokenizer
 
     quiet_hf()
-    console = display.console()
     with console.status("training the tokenizer and initialising the model…"):
         # The option counts every token; the BPE's size leaves room for the tool tags.
-        sized = {} if vocab_size is None else {"vocab_size": vocab_size - len(TOOL_TOKENS)}
+        sized: dict[str, Any] = {} if vocab_size is None else {"vocab_size": vocab_size - len(TOOL_TOKENS)}
         tokenizer = build_tokenizer(out, **sized)
         model = build_tiny_qwen2(out, tokenizer, hidden_size=hidden_size, layers=layers, seed=seed)
     params = sum(p.numel() for p in model.parameters())

@@ -30,9 +30,19 @@ def quickstart(
         typer.Option(
             "--base-model",
             help="Start from this causal LM (a local folder or a Hub id, with a chat template) "
-            "instead of the tiny random Qwen2; SFT then uses lr 1e-5 and GRPO lr 1e-6 unless set.",
+            "instead of the pretrained tiny base; SFT then uses lr 1e-5 and GRPO lr 1e-6 unless "
+            "set.",
         ),
     ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--from-scratch",
+            help="Start from a tiny random Qwen2 with a tokenizer of the world instead of the "
+            "pretrained tiny base that ships with the package (it learns the format, not to "
+            "copy names: F1 stays near 0).",
+        ),
+    ] = False,
     device: Annotated[
         str, typer.Option("--device", help="Where SFT, evaluation and GRPO run: cpu, cuda or auto.")
     ] = "cpu",
@@ -64,6 +74,7 @@ def quickstart(
         seed=seed,
         fast=fast,
         base_model=base_model,
+        from_scratch=from_scratch,
         device=device,
         sft_steps=sft_steps,
         sft_lr=sft_lr,
@@ -124,6 +135,7 @@ def quickstart_settings(
     fast: bool,
     base_model: str | None,
     device: str,
+    from_scratch: bool = False,
     sft_steps: int | None,
     sft_lr: float | None,
     overrides: list[str],
@@ -132,8 +144,15 @@ def quickstart_settings(
     model's learning rates are the library's, see ``QuickstartSettings``)."""
     from deepresearcher.train.quickstart import QuickstartSettings, fast_settings
 
+    if from_scratch and base_model:
+        from deepresearcher.errors import ConfigError
+
+        raise ConfigError("--from-scratch and --base-model exclude each other",
+                          hint="--from-scratch starts from a tiny random model, --base-model "
+                          "from the given one")
     changes: dict[str, Any] = {
-        "seed": seed, "device": device, "base_model": base_model, "sft_lr": sft_lr
+        "seed": seed, "device": device, "base_model": base_model, "sft_lr": sft_lr,
+        "tiny": "random" if from_scratch else "pretrained",
     }
     if sft_steps is not None:
         changes["sft_steps"] = sft_steps

@@ -509,8 +509,8 @@ class Pretraining:
         state = self.state
         started = time.perf_counter()
         rows = self._rows(plan)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(plan, state.stage_step)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = self._lr(plan, state.stage_step)
         groups: dict[str, list[Row]] = {}
         for row in rows:
             groups.setdefault(row.kind, []).append(row)

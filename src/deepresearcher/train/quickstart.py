@@ -4,11 +4,14 @@ Stages, each writing into one output folder and skipped when its output is alrea
 (``stages/<name>.json`` marks a finished stage, with the settings it ran with):
 
 1. ``world``: a fictional encyclopedia (index, pages, questions).
-2. ``model``: a byte-level BPE tokenizer trained on the world's corpus (names become few tokens),
-   and a random tiny Qwen2.
+2. ``model``: by default the pretrained tiny base that ships with the package (a tiny Qwen2
+   pretrained on other worlds to copy names and write the agent's format, ``models/shipped.py``),
+   its checksums checked; ``tiny="random"``: a byte-level BPE tokenizer trained on the world's
+   corpus and a random tiny Qwen2.
 3. ``expert``: demonstrations written by the scripted expert through the real agent loop, on the
    *train* questions of the chosen types.
-4. ``sft``: a deliberately short supervised warm start on them.
+4. ``sft``: a deliberately short supervised warm start on them (from the pretrained base,
+   with random-token copy rows mixed in so the copying it learned is kept).
 5. ``eval_before``: greedy episodes of the SFT model on held-out *test* questions.
 6. ``grpo``: GRPO on the train questions (the ``quickstart-cpu`` recipe).
 7. ``eval_after``: the same evaluation with the GRPO model.
@@ -47,6 +50,9 @@ STAGE_TITLES = {
 }
 SINGLE_HOP = ("single_hop",)
 TINY_SFT_LR = 3e-3
+# The pretrained tiny base: fine-tuning rates below those it was pretrained with (2e-3, 1e-3).
+PRETRAINED_SFT_LR = 1e-3
+TINY_KINDS = ("pretrained", "random")
 # Starting from a pretrained model: fine-tuning learning rates instead of the tiny model's (the
 # GRPO one is the paper's), unless set. Suggested defaults, not tuned on this project's hardware.
 BASE_MODEL_SFT_LR = 1e-5
@@ -69,9 +75,11 @@ class QuickstartSettings:
     eval_questions: int = 48  # held-out test questions of the same types (fewer if the world has)
     train_questions: int | None = None  # cap on train questions for the expert and GRPO
     expert_style: str = "terse"  # how the expert words its demonstrations (see train/expert.py)
-    # tokenizer and model: the tiny random Qwen2 below, or ``base_model`` (a causal LM with a chat
-    # template: a local folder or a Hub id) with its own tokenizer, whose size settings are unused
+    # the model: the shipped pretrained tiny base (``tiny="pretrained"``), a tiny random Qwen2 with
+    # a tokenizer of the world (``tiny="random"``: the size settings below), or ``base_model`` (a
+    # causal LM with a chat template: a local folder or a Hub id) with its own tokenizer
     base_model: str | None = None
+    tiny: str = "pretrained"
     vocab_size: int = 8192
     hidden_size: int = 128
     layers: int = 2
@@ -83,6 +91,10 @@ class QuickstartSettings:
     sft_lr: float | None = None  # None: 3e-3 for the tiny model, 1e-5 for a base model
     sft_batch: int = 4
     sft_max_length: int = 1536
+    # from the pretrained base: copy rows (random tokens, spans repeated at every distance) mixed
+    # into SFT, this many per expert episode, of ``sft_copy_length`` tokens
+    sft_copy_share: float = 0.25
+    sft_copy_length: int = 1024
     # where SFT, the evaluations and GRPO run: "cpu", "cuda", or "auto" (CUDA when available)
     device: str = "cpu"
     # GRPO: the built-in recipe, with overrides (``grpo.max_steps=20`` ...)
@@ -94,7 +106,14 @@ class QuickstartSettings:
     def effective_sft_lr(self) -> float:
         if self.sft_lr is not None:
             return self.sft_lr
-        return BASE_MODEL_SFT_LR if self.base_model else TINY_SFT_LR
+        if self.base_model:
+            return BASE_MODEL_SFT_LR
+        return PRETRAINED_SFT_LR if self.pretrained_tiny else TINY_SFT_LR
+
+    @property
+    def pretrained_tiny(self) -> bool:
+        """Starting from the shipped pretrained tiny base."""
+        return self.base_model is None and self.tiny == "pretrained"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,10 +126,11 @@ class QuickstartSettings:
 # The settings each stage reads (a stage also depends on every stage before it).
 _STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "world": ("seed", "entities"),
-    "model": ("base_model", "vocab_size", "hidden_size", "layers", "heads", "kv_heads",
+    "model": ("base_model", "tiny", "vocab_size", "hidden_size", "layers", "heads", "kv_heads",
               "init_std"),
     "expert": ("question_types", "eval_questions", "train_questions", "expert_style"),
-    "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length", "device"),
+    "sft": ("sft_steps", "sft_lr", "sft_batch", "sft_max_length", "sft_copy_share",
+            "sft_copy_length", "device"),
 }
 
 # The reduced run the tests and ``--fast`` use: a smaller world, fewer steps, fewer questions.
@@ -251,6 +271,9 @@ class Quickstart:
         chosen: dict[str, Any] = {}
         for stage in STAGES[: upto + 1]:
             chosen.update({k: s[k] for k in _STAGE_SETTINGS.get(stage, ())})
+        if upto >= STAGES.index("model") and self.settings.pretrained_tiny:
+            # Another shipped base (a new package version) reruns the model stage and those after.
+            chosen["pretrained"] = _shipped_weights_digest()
         if upto >= STAGES.index("expert"):
             chosen["agent"] = self.recipe().agent.model_dump(mode="json")
             chosen["tools"] = self.recipe().tools.model_dump(mode="json", exclude={"world"})
@@ -301,6 +324,10 @@ class Quickstart:
             if s.device not in DEVICES:
                 raise ConfigError(
                     f"unknown device {s.device!r}", hint=f"one of: {', '.join(DEVICES)}"
+                )
+            if s.tiny not in TINY_KINDS:
+                raise ConfigError(
+                    f"unknown tiny model {s.tiny!r}", hint=f"one of: {', '.join(TINY_KINDS)}"
                 )
             filled = [
                 f"model={self.sft_dir}",
@@ -361,6 +388,21 @@ class Quickstart:
             shutil.rmtree(self.model_dir)
         if s.base_model:
             return _check_base_model(s.base_model)
+        if s.pretrained_tiny:
+            from deepresearcher.models.shipped import write_pretrained
+
+            card = write_pretrained(self.model_dir)
+            return {
+                "base": "pretrained",
+                "vocab": card["vocab"],
+                "parameters": card["parameters"],
+                "hidden_size": card["settings"]["hidden_size"],
+                "layers": card["settings"]["layers"],
+                "pretrain_steps": card["steps"],
+                "pretrain_tokens": card["tokens"],
+                "pretrain_seconds": card["seconds"],
+                "sha256": card["files"]["model.safetensors"],
+            }
         tokenizer = world_tokenizer(self.world_dir, self.model_dir, vocab_size=s.vocab_size)
         model = build_tiny_qwen2(
             self.model_dir,
@@ -473,6 +515,12 @@ class Quickstart:
 
         from deepresearcher.agent.policy_hf import resolve_device
 
+        copy_rows: list[dict[str, list[int]]] = []
+        if s.pretrained_tiny:
+            from deepresearcher.models.shipped import verify
+
+            verify(self.model_dir)  # the base is loaded only as it shipped
+            copy_rows = self._copy_rows()
         result = run_sft(
             self.out / "expert.jsonl",
             self.model_source,
@@ -486,6 +534,7 @@ class Quickstart:
             logging_steps=10,
             device=s.device,  # type: ignore[arg-type]
             gradient_checkpointing=bool(s.base_model) and resolve_device(s.device) == "cuda",
+            extra_rows=copy_rows,
         )
         shutil.rmtree(self.sft_dir / "runs", ignore_errors=True)
         return {
@@ -494,8 +543,25 @@ class Quickstart:
             "last_loss": result.last_loss,
             "losses": result.losses,
             "rows": result.data.used,
+            "copy_rows": result.data.extra_rows,
             "loss_tokens": result.data.loss_tokens,
         }
+
+    def _copy_rows(self) -> list[dict[str, list[int]]]:
+        """Random-token rows with spans repeated at every distance (the pretraining's own kind),
+        ``sft_copy_share`` per expert episode: fine-tuning on one world's episodes alone would
+        wear down the copying the base learned, which the agent needs for names it never saw."""
+        from deepresearcher.agent.policy import load_tokenizer
+        from deepresearcher.models.curriculum import copy_tokens, long_copy_row
+
+        s = self.settings
+        episodes = _count_lines(self.out / "expert.jsonl")
+        count = round(s.sft_copy_share * episodes)
+        tokens = copy_tokens(load_tokenizer(str(self.model_dir)))
+        rng = random.Random(s.seed)
+        length = min(s.sft_copy_length, s.sft_max_length)
+        rows = [long_copy_row(rng, length, tokens) for _ in range(count)]
+        return [{"input_ids": r.ids, "assistant_masks": r.mask} for r in rows]
 
     def _evaluate(self, model: Path, name: str) -> dict[str, Any]:
         from deepresearcher.agent.loop import Task
@@ -570,6 +636,12 @@ class Quickstart:
 
 
 # helpers -------------------------------------------------------------------------------------------
+
+
+def _shipped_weights_digest() -> str:
+    from deepresearcher.models.shipped import read_card
+
+    return str(read_card()["files"].get("model.safetensors", ""))
 
 
 def _check_base_model(name: str) -> dict[str, Any]:
@@ -828,6 +900,12 @@ def render_markdown(report: dict[str, Any], examples: list[Any]) -> str:
     model = report["model"]
     if s.get("base_model"):
         described = f"{s['base_model']} (vocabulary {model['vocab']})"
+    elif model.get("base") == "pretrained":
+        described = (
+            f"the pretrained tiny base (a Qwen2 of hidden {model['hidden_size']} x "
+            f"{model['layers']} layers, {model['parameters']:,} parameters, vocabulary "
+            f"{model['vocab']}, pretrained on other worlds for {model['pretrain_steps']:,} steps)"
+        )
     else:
         described = (
             f"a tiny Qwen2 (hidden {s['hidden_size']} x {s['layers']} layers, "
@@ -881,7 +959,10 @@ def render_markdown(report: dict[str, Any], examples: list[Any]) -> str:
         f"{', '.join(s['question_types'])}; {report['expert']['train_questions']} train, "
         f"{report['expert']['eval_questions']} held-out test",
         f"- SFT: {s['sft_steps']} steps, lr {s['sft_lr']}, batch {s['sft_batch']}, "
-        f"max length {s['sft_max_length']}; loss {_loss(report['sft'].get('first_loss'))} -> "
+        f"max length {s['sft_max_length']}"
+        + (f", {report['sft']['copy_rows']} copy rows mixed in" if report['sft'].get('copy_rows')
+           else "")
+        + f"; loss {_loss(report['sft'].get('first_loss'))} -> "
         f"{_loss(report['sft'].get('last_loss'))}",
         f"- GRPO: {g['questions_per_step']} questions x {g['rollouts_per_question']} rollouts "
         f"per step, {g['max_steps']} steps, lr {g['learning_rate']} ({g['lr_scheduler']}), "

@@ -45,6 +45,7 @@ class SFTDataStats:
     longest: int = 0  # the longest accepted row before any cut
     cut_loss_tokens: int = 0  # assistant tokens lost to cuts (later turns, answers)
     max_length: int | None = None
+    extra_rows: int = 0  # rows given besides the trajectories (e.g. copy rows), in the counts
 
     def summary(self) -> str:
         """One line for logs: how many were used and why the others were not."""
@@ -60,6 +61,8 @@ class SFTDataStats:
             value = getattr(self, name)
             if value:
                 parts.append(f"{name.replace('_', ' ')}: {value}")
+        if self.extra_rows:
+            parts.append(f"{self.extra_rows} extra rows")
         parts.append(f"{self.loss_tokens:,}/{self.tokens:,} tokens trained on")
         return "; ".join(parts)
 
@@ -231,12 +234,15 @@ def build_sft_trainer(
     gradient_checkpointing: bool = False,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     callbacks: Sequence[Any] = (),
+    extra_rows: Sequence[dict[str, list[int]]] = (),
 ) -> tuple[Any, SFTDataStats]:
     """A ready ``trl.SFTTrainer`` over the trajectories' tokens, and the data counts.
 
     ``model`` is a directory written by ``save_pretrained`` or a Hub id; its tokenizer must be the
     one the trajectories were recorded with. ``device="auto"`` trains on CUDA when available
-    (bf16 where supported) and on the CPU otherwise (fp32: bf16 fails there).
+    (bf16 where supported) and on the CPU otherwise (fp32: bf16 fails there). ``extra_rows``
+    (``{"input_ids", "assistant_masks"}``, e.g. the copy rows the quickstart keeps in the mix)
+    are trained on beside the trajectories, shuffled in with them.
     """
     from deepresearcher.agent.policy import import_torch, load_tokenizer, resolve_model_name
     from deepresearcher.agent.policy_hf import resolve_device
@@ -266,6 +272,17 @@ def build_sft_trainer(
                 f"no trajectory is usable for SFT ({stats.summary()})",
                 hint=TOKENS_HINT if stats.skipped_no_tokens else None,
             )
+
+    for row in extra_rows:
+        ids, mask = list(row["input_ids"]), list(row["assistant_masks"])
+        if len(ids) != len(mask) or not any(mask):
+            raise DataError("an extra SFT row has a mask of another length or nothing to learn")
+        if max_length is not None and len(ids) > max_length:
+            raise DataError(f"an extra SFT row is longer than max_length ({len(ids)} tokens)")
+        rows.append({"input_ids": ids, "assistant_masks": mask})
+        stats.extra_rows += 1
+        stats.tokens += len(ids)
+        stats.loss_tokens += sum(1 for m in mask if m)
 
     cuda = resolve_device(device) == "cuda"
     # Native bf16 only (Ampere and later): older GPUs emulate it, slower than float32.
