@@ -63,17 +63,18 @@ def trainer(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
 
     from deepresearcher.agent.build import ToolSettings, build_toolbox
     from deepresearcher.agent.config import AgentConfig
-    from deepresearcher.train.rewards import get_reward
-    from deepresearcher.train.rollout import AgentRollout
+    from deepresearcher.agent.loop import Task
+    from deepresearcher.train.rollout import AgentRollout, task_prompt
 
     root = tmp_path_factory.mktemp("contract")
     world = write_mini_world(root / "world")
     toolbox = build_toolbox(ToolSettings(index=world / "index", pages=world / "pages"))
     rollout = AgentRollout(
-        toolbox, AgentConfig(date="2025-04-03", max_turns=4),
-        golds_by_question=QUESTIONS, policy_factory=lambda trainer: GroupScripts(tiny_tokenizer),
+        toolbox, AgentConfig(date="2025-04-03", max_turns=4), reward="paper",
+        policy_factory=lambda trainer: GroupScripts(tiny_tokenizer),
     )
-    rows = [{"prompt": [{"role": "user", "content": q}], "golds": g} for q, g in QUESTIONS.items()]
+    rows = [{"prompt": task_prompt(Task(q, g, id=f"q{i}"))}
+            for i, (q, g) in enumerate(QUESTIONS.items())]
     args = trl.GRPOConfig(
         output_dir=str(root / "out"), per_device_train_batch_size=8, num_generations=4,
         max_steps=1, learning_rate=1e-3, use_cpu=True, bf16=False, gradient_checkpointing=False,
@@ -81,7 +82,7 @@ def trainer(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         max_completion_length=4096, save_strategy="no", temperature=1.0,
         use_bias_correction_kl=False,  # the paper's plain k3 (what trl_config sets)
     )
-    trainer = trl.GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[get_reward("paper")],
+    trainer = trl.GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[rollout.reward_func()],
                               args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tiny_tokenizer, rollout_func=rollout)
     trainer.current_gradient_accumulation_steps = 1

@@ -50,16 +50,36 @@ EventSink = Callable[[Event], Awaitable[None] | None]
 
 @dataclass(frozen=True)
 class Task:
-    """A question to research, with its gold answers when known."""
+    """A question to research, with its gold answers when known.
+
+    ``group`` and ``rollout`` place a training episode in its GRPO group (the episodes of one
+    question whose rewards are compared with each other) and within it.
+    """
 
     question: str
     golds: Sequence[str] | None = None
     id: str | None = None
     data_source: str | None = None
+    group: int | None = None
+    rollout: int | None = None
+
+
+EpisodeReward = Callable[[Trajectory], float]
+
+
+def paper_episode_reward(trajectory: Trajectory) -> float:
+    """The paper's training reward of a finished episode (PROTOCOL.md §7): −1 for unbalanced
+    tags or no answer, else the answer's F1, read from the conversation as the original trained
+    on it (:meth:`Trajectory.response_text`)."""
+    return paper_reward(trajectory.response_text(), trajectory.golds or [])
 
 
 class Agent:
-    """Joins a policy, a prompt profile and a toolbox into episodes."""
+    """Joins a policy, a prompt profile and a toolbox into episodes.
+
+    ``reward`` scores each finished episode that has golds, once, into ``Trajectory.reward``
+    (default: the paper's reward; training passes the configured one).
+    """
 
     def __init__(
         self,
@@ -68,10 +88,12 @@ class Agent:
         config: AgentConfig | None = None,
         *,
         profile: PromptProfile | None = None,
+        reward: EpisodeReward | None = None,
     ) -> None:
         self.policy = policy
         self.toolbox = toolbox
         self.config = config or AgentConfig()
+        self.reward = reward or paper_episode_reward
         self.date = self.config.resolved_date()
         self.profile = profile or get_profile(
             self.config.profile,
@@ -134,6 +156,8 @@ class _Episode:
             question=task.question,
             golds=list(task.golds) if task.golds is not None else None,
             data_source=task.data_source,
+            group=task.group,
+            rollout=task.rollout,
             profile=self.profile.name,
             model=getattr(self.policy, "name", type(self.policy).__name__),
             settings=agent.settings(),
@@ -289,10 +313,11 @@ class _Episode:
             "f1": f1_score(prediction, golds) if prediction else 0.0,
             "em": exact_match(prediction, golds) if prediction else 0.0,
         }
+        # The text the paper's reward reads; set before any reward reads the episode.
         response = self._paper_response()
         if response is not None:
             t.set_response_text(response)
-        t.reward = paper_reward(t.response_text(), golds)
+        t.reward = float(self.agent.reward(t))
 
     def _paper_response(self) -> str | None:
         """The episode as the original scored it (PROTOCOL.md §5): the conversation after the

@@ -133,6 +133,8 @@ class Trajectory(BaseModel):
     question: str
     golds: list[str] | None = None
     data_source: str | None = None
+    group: int | None = None
+    rollout: int | None = None
     profile: str
     model: str
     settings: dict[str, Any] = Field(default_factory=dict)

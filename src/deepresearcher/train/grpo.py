@@ -98,10 +98,14 @@ def process_count() -> int:
 
 
 def load_questions(path: Path, limit: int | None = None) -> Any:
-    """A ``datasets.Dataset`` with ``prompt`` (one user message) and ``golds`` columns."""
+    """A ``datasets.Dataset`` with one ``prompt`` column: one user message per question, which
+    carries its row's id, golds and data source to the rollout
+    (:func:`~deepresearcher.train.rollout.task_prompt`)."""
     from datasets import Dataset
 
+    from deepresearcher.agent.loop import Task
     from deepresearcher.data.paper_format import read_records
+    from deepresearcher.train.rollout import task_prompt
 
     if not Path(path).is_file():
         raise DataError(f"no question file at {path}",
@@ -113,8 +117,8 @@ def load_questions(path: Path, limit: int | None = None) -> Any:
     if not records:
         raise DataError(f"{path} holds no questions")
     return Dataset.from_list([
-        {"prompt": [{"role": "user", "content": r.question}], "golds": list(r.golds),
-         "id": r.id, "data_source": r.data_source}
+        {"prompt": task_prompt(Task(question=r.question, golds=list(r.golds), id=r.id,
+                                    data_source=r.data_source))}
         for r in records
     ])
 
@@ -280,7 +284,7 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     from deepresearcher.train.rollout import AgentRollout
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    reward = get_reward(recipe.grpo.reward)
+    get_reward(recipe.grpo.reward)  # an unknown reward fails before any work
     t = recipe.tools
     toolbox = build_toolbox(ToolSettings.from_config(t))
     train = load_questions(recipe.data.train, recipe.data.max_train)
@@ -295,9 +299,6 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
             and _env_true("ACCELERATE_USE_FSDP")):
         raise fsdp_needs_vllm()  # before minutes of model loading (checked again after)
     args = trl_config(recipe, n_processes=process_count())
-    golds = {row["prompt"][0]["content"]: row["golds"] for row in train}
-    if dev is not None:
-        golds.update({row["prompt"][0]["content"]: row["golds"] for row in dev})
     trajectories = Path(recipe.run.output_dir) / "trajectories"
     policy_factory = None
     if recipe.backend.use_vllm:
@@ -310,14 +311,14 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     eval_config = None
     if recipe.run.eval_temperature is not None:
         eval_config = recipe.agent.model_copy(update={"temperature": recipe.run.eval_temperature})
-    rollout = AgentRollout(toolbox, recipe.agent, golds_by_question=golds, eval_config=eval_config,
-                           policy_factory=policy_factory,
+    rollout = AgentRollout(toolbox, recipe.agent, reward=recipe.grpo.reward,
+                           eval_config=eval_config, policy_factory=policy_factory,
                            trajectories_dir=trajectories if recipe.run.save_trajectories else None,
                            max_batch_size=recipe.backend.generation_batch)
     from trl import GRPOTrainer
 
-    reward_funcs: list[Any] = [reward]
-    trainer = GRPOTrainer(model=recipe.model, reward_funcs=reward_funcs, args=args,
+    # The rollout scores each episode once; TRL's reward function hands it those rewards.
+    trainer = GRPOTrainer(model=recipe.model, reward_funcs=[rollout.reward_func()], args=args,
                           train_dataset=train, eval_dataset=dev, processing_class=tokenizer,
                           rollout_func=rollout)
     check_generation_backend(trainer, use_vllm=recipe.backend.use_vllm)

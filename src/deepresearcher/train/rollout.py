@@ -1,12 +1,14 @@
 """Our async research episodes as TRL's ``rollout_func``.
 
 TRL hands the rollout the prompts of this process (each repeated ``num_generations`` times, the
-copies contiguous, so GRPO groups line up) and the trainer. We run one episode per prompt with the
-trainer's own model, all episodes on one event loop so that generation is batched across them, and
-return for each: the prompt ids, the completion ids (every assistant turn *and* every tool
-response, as the chat template renders them), one log-prob per completion token, and ``env_mask``
-(1 on assistant tokens, 0 on tool responses and role headers: PROTOCOL.md §7). TRL multiplies the
-mask into the policy loss, the KL term and the entropy term.
+copies contiguous, so GRPO groups line up) and the trainer. Each prompt carries its dataset row
+(:func:`task_prompt`). We run one episode per prompt with the trainer's own model, all episodes on
+one event loop so that generation is batched across them, score each once with the configured
+reward, and return for each: the prompt ids, the completion ids (every assistant turn *and* every
+tool response, as the chat template renders them), one log-prob per completion token, ``env_mask``
+(1 on assistant tokens, 0 on tool responses and role headers: PROTOCOL.md §7) and the episode's
+reward. TRL multiplies the mask into the policy loss, the KL term and the entropy term, and trains
+on the reward through :func:`~deepresearcher.train.rewards.trl_reward_func`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,22 @@ from deepresearcher.agent.config import AgentConfig
 from deepresearcher.agent.loop import Agent, Task
 from deepresearcher.agent.toolbox import Toolbox
 from deepresearcher.agent.trajectory import Trajectory, write_jsonl
+from deepresearcher.train.rewards import TRLRewardFunc, get_reward, trl_reward_func
 
 PolicyFactory = Callable[[Any], Any]  # trainer -> Policy
+
+# Where a prompt's user message keeps its dataset row. TRL gives ``rollout_func`` the prompts and
+# nothing else of the rows, so what the rollout needs of a row travels inside its prompt.
+TASK_KEY = "task"
+
+
+def task_prompt(task: Task) -> list[dict[str, Any]]:
+    """The dataset prompt of a task: the paper's ``[{"role": "user", "content": q}]``, whose
+    message also carries the row's id, golds and data source (chat templates read only the role
+    and the content)."""
+    golds = list(task.golds) if task.golds is not None else None
+    row = {"id": task.id, "golds": golds, "data_source": task.data_source}
+    return [{"role": "user", "content": task.question, TASK_KEY: row}]
 
 
 def prompt_question(prompt: Any) -> str:
@@ -37,6 +53,38 @@ def prompt_question(prompt: Any) -> str:
         if isinstance(last, Mapping) and isinstance(last.get("content"), str):
             return last["content"]
     raise ValueError(f"cannot read a question from prompt {prompt!r:.120}")
+
+
+def prompt_task(prompt: Any) -> Task:
+    """The task a dataset prompt carries (:func:`task_prompt`); a prompt without a row (plain
+    text, a bare message) is its question alone, with no golds to score it against."""
+    question = prompt_question(prompt)
+    row = prompt[-1].get(TASK_KEY) if not isinstance(prompt, str) else None
+    if not isinstance(row, Mapping):
+        return Task(question=question)
+    golds = row.get("golds")
+    return Task(question=question, golds=list(golds) if golds is not None else None,
+                id=row.get("id"), data_source=row.get("data_source"))
+
+
+def step_tasks(prompts: Sequence[Any], *, group_size: int, offset: int = 0) -> list[Task]:
+    """The episodes of this process's prompts: each prompt's own task, placed in its GRPO group.
+
+    TRL repeats each prompt ``group_size`` times, the copies contiguous, and gives each process
+    a contiguous slice of the step starting at ``offset``; its advantages compare the rewards of
+    each run of ``group_size``. The k-th copy is rollout k of its group, and its episode is called
+    ``<row id>#k`` (as evaluation names its samples)."""
+    tasks = []
+    for i, prompt in enumerate(prompts):
+        group, rollout = divmod(offset + i, group_size)
+        if rollout and i and prompt != prompts[i - 1]:
+            raise RuntimeError(
+                f"prompts {i - 1} and {i} of this process are in GRPO group {group} but differ: "
+                "the trainer no longer hands the rollout each prompt's copies contiguously")
+        task = prompt_task(prompt)
+        episode = f"{task.id}#{rollout}" if task.id is not None else str(offset + i)
+        tasks.append(replace(task, id=episode, group=group, rollout=rollout))
+    return tasks
 
 
 @dataclass
@@ -93,10 +141,11 @@ def _runs(mask: list[int]) -> list[tuple[int, int]]:
 class AgentRollout:
     """A TRL ``rollout_func`` that runs deep-research episodes.
 
-    ``golds_by_question`` lets the rollout score its episodes for logging (the reward itself is
-    computed by TRL's reward functions from the dataset's ``golds`` column). ``policy_factory``
-    builds the generation backend from the trainer (default: the trainer's model through
-    :class:`~deepresearcher.agent.policy_hf.HFPolicy`, batched across the step's episodes).
+    ``reward`` names the reward (:mod:`deepresearcher.train.rewards`) each episode is scored with,
+    once, against its own row's golds; give TRL :meth:`reward_func` as its reward function.
+    ``policy_factory`` builds the generation backend from the trainer (default: the trainer's
+    model through :class:`~deepresearcher.agent.policy_hf.HFPolicy`, batched across the step's
+    episodes).
     """
 
     def __init__(
@@ -104,7 +153,7 @@ class AgentRollout:
         toolbox: Toolbox,
         config: AgentConfig,
         *,
-        golds_by_question: Mapping[str, Sequence[str]] | None = None,
+        reward: str = "paper",
         policy_factory: PolicyFactory | None = None,
         trajectories_dir: Path | None = None,
         max_batch_size: int = 64,
@@ -115,13 +164,18 @@ class AgentRollout:
         # Episodes while the trainer evaluates (the model in eval mode) run with this config
         # (e.g. greedy decoding); None: the training one.
         self.eval_config = eval_config
-        self.golds = dict(golds_by_question or {})
+        self.reward_name = reward
+        self.reward = get_reward(reward)
         self.policy_factory = policy_factory or self._hf_policy
         self.trajectories_dir = trajectories_dir
         self.max_batch_size = max_batch_size
         self.last_stats = RolloutStats()
         self._ended_at: float | None = None
         self._cache_seen = (0, 0)  # search cache (hits, lookups) already logged
+
+    def reward_func(self) -> TRLRewardFunc:
+        """TRL's reward function: the rewards this rollout scored, passed through unchanged."""
+        return trl_reward_func(self.reward_name)
 
     def _hf_policy(self, trainer: Any) -> Any:
         from deepresearcher.agent.policy_hf import HFPolicy
@@ -135,19 +189,19 @@ class AgentRollout:
         # Between the end of the previous rollout and now the trainer computed the loss and
         # updated the weights: that is the previous step's update time.
         update_seconds = None if self._ended_at is None else time.perf_counter() - self._ended_at
-        tasks = []
-        for i, prompt in enumerate(prompts):
-            question = prompt_question(prompt)
-            golds = self.golds.get(question)
-            tasks.append(Task(question=question, golds=list(golds) if golds else None, id=str(i)))
         evaluating = not bool(getattr(getattr(trainer, "model", None), "training", True))
+        group_size = getattr(trainer, "num_generations_eval" if evaluating else "num_generations",
+                             None) or 1
+        accelerator = _processes(trainer)
+        # Every process holds as many prompts: this one's slice starts at its rank times that.
+        offset = accelerator.process_index * len(prompts) if accelerator is not None else 0
+        tasks = step_tasks(prompts, group_size=int(group_size), offset=offset)
         config = self.eval_config if evaluating and self.eval_config is not None else self.config
         policy = self.policy_factory(trainer)
         model = getattr(policy, "model", None)
         was_training = bool(getattr(model, "training", False))
         if model is not None:
             model.eval()
-        accelerator = _processes(trainer)
         if accelerator is not None and getattr(trainer, "use_vllm", False):
             # TRL synced the engine's weights just before this call; in server mode only the
             # main process sends them, so the others wait until it is done before they ask for
@@ -173,7 +227,7 @@ class AgentRollout:
 
     async def _run(self, policy: Any, tasks: list[Task],
                    config: AgentConfig | None = None) -> list[Trajectory]:
-        agent = Agent(policy, self.toolbox, config or self.config)
+        agent = Agent(policy, self.toolbox, config or self.config, reward=self.reward)
         try:
             return await agent.run_many(tasks, concurrency=len(tasks) or 1)
         finally:
@@ -187,10 +241,11 @@ class AgentRollout:
 
     @staticmethod
     def to_trl(trajectories: Sequence[Trajectory], *, eos_id: int) -> dict[str, list[Any]]:
-        """The rollout contract: prompt/completion ids, log-probs, env_mask and reward inputs."""
+        """The rollout contract: prompt/completion ids, log-probs, env_mask, and each episode's
+        reward as scored in it (None for an episode without golds), with its id and status."""
         out: dict[str, list[Any]] = {
             "prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [],
-            "response": [], "answer": [], "status": [], "num_turns": [], "trajectory": [],
+            "reward": [], "status": [], "trajectory": [],
         }
         for t in trajectories:
             if t.tokens is None:
@@ -205,10 +260,8 @@ class AgentRollout:
             out["completion_ids"].append(completion)
             out["env_mask"].append(mask)
             out["logprobs"].append(completion_logprobs(t, completion, mask))
-            out["response"].append(t.response_text())
-            out["answer"].append(t.answer if t.status == "answered" else None)
+            out["reward"].append(t.reward)
             out["status"].append(t.status)
-            out["num_turns"].append(len(t.turns))
             out["trajectory"].append(t.id)
         return out
 
