@@ -308,6 +308,9 @@ def test_a_tool_failing_with_a_foreign_error_fails_that_call_not_the_batch(tiny_
                                        Task(QUESTION, id="b")]))
     assert [d.status for d in done] == ["error", "answered"]
     assert done[0].error == "internal error: ZeroDivisionError: a bug"
+    assert done[0].error_kind == "internal ZeroDivisionError" and done[1].error_kind is None
+    # The failed pages above record their kind; a foreign error in the fetcher is "internal".
+    assert t.turns[1].tool.failed_urls == {INSTITUTE: "internal"}
 
 
 def test_a_parser_failure_is_an_extract_error(monkeypatch):
@@ -342,3 +345,27 @@ def test_the_paper_reward_reads_re_rendered_tool_turns_and_the_raw_final_turn(
     assert paper_reward(raw, ["Lenivar"]) == -1.0
     # A trajectory read back from its file has no rendering: its raw turns are what is left.
     assert Trajectory.model_validate_json(t.to_json()).response_text() == raw
+
+
+def test_a_failed_episode_records_its_errors_class(tiny_tokenizer, toolbox, config):
+    """``error_kind`` names the error's class: ``policy KIND`` for the policy, ``FAMILY KIND`` for
+    another error with kinds, the class name for one without; the message stays in ``error``."""
+    from deepresearcher.errors import CacheLocked, ConfigError, PolicyTimeout
+
+    class Failing(ScriptedPolicy):
+        async def generate(self, prompt, sampling):
+            question = prompt.text or ""
+            if "Tarrowmere" in question:
+                raise PolicyTimeout("no reply within 5 s")
+            if "Lenivar" in question:
+                raise CacheLocked("the tool cache c.sqlite stayed locked")
+            raise ConfigError("a bad setting")
+
+    agent = Agent(Failing([], tiny_tokenizer), toolbox, config)
+    done = asyncio.run(agent.run_many([Task("In which country is Tarrowmere?", id="a"),
+                                       Task("Where is Lenivar?", id="b"), Task(QUESTION, id="c")]))
+    assert [d.status for d in done] == ["error"] * 3
+    assert [d.error_kind for d in done] == ["policy timeout", "cache locked", "ConfigError"]
+    assert done[0].error == "policy timeout: no reply within 5 s"
+    assert done[1].error == "CacheLocked: the tool cache c.sqlite stayed locked"
+    assert Trajectory.model_validate_json(done[0].to_json()).error_kind == "policy timeout"

@@ -14,7 +14,13 @@ from transformers import AutoModelForCausalLM, LogitsProcessor  # noqa: E402
 
 from deepresearcher.agent.policy import Generation, Policy, SamplingParams  # noqa: E402
 from deepresearcher.agent.policy_hf import HFPolicy  # noqa: E402
-from deepresearcher.errors import ContextOverflowError, PolicyError  # noqa: E402
+from deepresearcher.errors import (  # noqa: E402
+    ContextOverflowError,
+    PolicyBadRequest,
+    PolicyError,
+    PolicyGenerationFailed,
+    PolicyModelNotFound,
+)
 from deepresearcher.protocol.base import RenderedPrompt  # noqa: E402
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0)
@@ -98,14 +104,14 @@ def test_auto_device_is_cuda_when_available_else_cpu(tiny_model_dir, monkeypatch
 def test_missing_model_path_is_model_not_found(tmp_path):
     with pytest.raises(PolicyError) as info:
         HFPolicy.from_pretrained(tmp_path / "no-such-model")
-    assert info.value.kind == "model_not_found"
+    assert isinstance(info.value, PolicyModelNotFound)
     assert info.value.hint
 
 
 def test_a_directory_without_a_model_is_model_not_found(tmp_path):
     with pytest.raises(PolicyError) as info:
         HFPolicy.from_pretrained(tmp_path)
-    assert info.value.kind == "model_not_found"
+    assert isinstance(info.value, PolicyModelNotFound)
 
 
 def test_concurrent_calls_are_batched_and_match_unbatched_greedy(policy):
@@ -242,7 +248,7 @@ def test_context_guard(model, tiny_tokenizer):
     n = policy.count_tokens(PROMPTS[7].text)
     with pytest.raises(ContextOverflowError) as info:
         run(policy.generate(PROMPTS[7], SamplingParams(max_tokens=64 - n + 1)))
-    assert info.value.kind == "context_overflow"
+    assert isinstance(info.value, ContextOverflowError)
     assert policy.stats.batches == 0
     gen = run(policy.generate(PROMPTS[7], SamplingParams(max_tokens=64 - n, temperature=0)))
     assert gen.prompt_tokens == n
@@ -293,7 +299,7 @@ def test_checkpoint_sampling_defaults_do_not_leak_in(tiny_model_dir, tiny_tokeni
 def test_unknown_dtype_is_a_clear_error(tiny_model_dir):
     with pytest.raises(PolicyError) as info:
         HFPolicy.from_pretrained(tiny_model_dir, dtype="float99")
-    assert info.value.kind == "bad_request"
+    assert isinstance(info.value, PolicyBadRequest)
 
 
 class Explode(LogitsProcessor):
@@ -310,7 +316,7 @@ def test_a_failed_batch_fails_its_requests_not_the_policy(model, tiny_tokenizer)
         )
 
     errors = run(together())
-    assert all(isinstance(e, PolicyError) and e.kind == "generation_failed" for e in errors)
+    assert all(isinstance(e, PolicyError) and isinstance(e, PolicyGenerationFailed) for e in errors)
     assert "boom" in str(errors[0])
     policy.logits_processor = []
     assert len(run(policy.generate(PROMPTS[0], GREEDY)).token_ids) == 12

@@ -11,7 +11,17 @@ import pytest
 
 from deepresearcher.agent.policy import Generation, Policy, SamplingParams
 from deepresearcher.agent.policy_openai import OpenAIChatPolicy, OpenAICompletionsPolicy
-from deepresearcher.errors import ContextOverflowError, PolicyError
+from deepresearcher.errors import (
+    ContextOverflowError,
+    PolicyAuthFailed,
+    PolicyBadRequest,
+    PolicyBadResponse,
+    PolicyError,
+    PolicyHTTPError,
+    PolicyModelNotFound,
+    PolicyTimeout,
+    PolicyUnreachable,
+)
 from deepresearcher.protocol.base import RenderedPrompt
 from servers.openai_compat import Fault, OpenAICompatServer, Reply
 
@@ -166,7 +176,7 @@ def test_model_auto_refuses_when_several_models_are_served(tiny_tokenizer):
         policy = OpenAICompletionsPolicy(server.base_url, "auto", tokenizer=tiny_tokenizer)
         with pytest.raises(PolicyError) as info:
             generate(policy)
-    assert info.value.kind == "model_not_found"
+    assert isinstance(info.value, PolicyModelNotFound)
     assert "a, b" in str(info.value)
 
 
@@ -187,7 +197,7 @@ def test_api_key_is_sent_as_bearer_and_never_shown(monkeypatch, tiny_tokenizer):
         with pytest.raises(PolicyError) as info:
             generate(completions(server, tiny_tokenizer, api_key_env="TEST_POLICY_KEY"))
     error = info.value
-    assert error.kind == "auth"
+    assert isinstance(error, PolicyAuthFailed)
     assert "TEST_POLICY_KEY" in (error.hint or "")
     assert KEY not in str(error) and KEY not in (error.hint or "") and KEY not in repr(error)
 
@@ -198,7 +208,7 @@ def test_missing_key_gives_an_auth_error_naming_the_variable(monkeypatch, tiny_t
         with pytest.raises(PolicyError) as info:
             generate(completions(server, tiny_tokenizer, api_key_env="TEST_POLICY_KEY"))
         assert "authorization" not in server.requests[0].headers
-    assert info.value.kind == "auth"
+    assert isinstance(info.value, PolicyAuthFailed)
     assert "set the API key in the environment variable TEST_POLICY_KEY" in info.value.hint
 
 
@@ -230,7 +240,7 @@ def test_retries_are_bounded(openai_server, tiny_tokenizer):
     openai_server.push(*[Fault.server_error()] * 5)
     with pytest.raises(PolicyError) as info:
         generate(completions(openai_server, tiny_tokenizer, max_retries=2, backoff_s=0.001))
-    assert info.value.kind == "http_error"
+    assert isinstance(info.value, PolicyHTTPError)
     assert "500" in str(info.value)
     assert len(openai_server.generation_requests()) == 3
 
@@ -245,7 +255,7 @@ def test_connection_refused_is_unreachable_with_a_hint(tiny_tokenizer):
     )
     with pytest.raises(PolicyError) as info:
         generate(policy)
-    assert info.value.kind == "unreachable"
+    assert isinstance(info.value, PolicyUnreachable)
     assert "vllm serve GAIR/DeepResearcher-7b" in info.value.hint
     assert "--base-url" in info.value.hint
 
@@ -273,7 +283,7 @@ def test_connect_and_pool_timeouts_are_retried(openai_server, tiny_tokenizer, mo
                                    max_retries=1, backoff_s=0.001)
     with pytest.raises(PolicyError) as info:
         generate(once)
-    assert info.value.kind == "unreachable"
+    assert isinstance(info.value, PolicyUnreachable)
     assert "no connection in time (ConnectTimeout)" in str(info.value)
 
 
@@ -283,7 +293,7 @@ def test_unknown_host_is_unreachable(tiny_tokenizer):
     )
     with pytest.raises(PolicyError) as info:
         generate(policy)
-    assert info.value.kind == "unreachable"
+    assert isinstance(info.value, PolicyUnreachable)
 
 
 def test_unknown_model_lists_the_served_ones(openai_server, tiny_tokenizer):
@@ -292,7 +302,7 @@ def test_unknown_model_lists_the_served_ones(openai_server, tiny_tokenizer):
     )
     with pytest.raises(PolicyError) as info:
         generate(policy)
-    assert info.value.kind == "model_not_found"
+    assert isinstance(info.value, PolicyModelNotFound)
     assert "GAIR/DeepResearcher-7b" in str(info.value)
     assert info.value.hint == "the server serves: tiny"
 
@@ -301,7 +311,7 @@ def test_wrong_base_url_path_says_to_check_v1(openai_server, tiny_tokenizer):
     root = openai_server.base_url.removesuffix("/v1")
     with pytest.raises(PolicyError) as info:
         generate(OpenAICompletionsPolicy(root, "tiny", tokenizer=tiny_tokenizer))
-    assert info.value.kind == "http_error"
+    assert isinstance(info.value, PolicyHTTPError)
     assert "/v1" in info.value.hint
 
 
@@ -309,7 +319,7 @@ def test_vllm_context_length_error_is_a_context_overflow(openai_server, tiny_tok
     openai_server.push(Fault.context_length(32768, 31000, 2000))
     with pytest.raises(ContextOverflowError) as info:
         generate(completions(openai_server, tiny_tokenizer))
-    assert info.value.kind == "context_overflow"
+    assert isinstance(info.value, ContextOverflowError)
     assert "maximum context length is 32768" in str(info.value)
 
 
@@ -332,7 +342,7 @@ def test_malformed_replies_are_bad_response(openai_server, tiny_tokenizer, body)
     openai_server.push(Fault(200, body))
     with pytest.raises(PolicyError) as info:
         generate(completions(openai_server, tiny_tokenizer))
-    assert info.value.kind == "bad_response"
+    assert isinstance(info.value, PolicyBadResponse)
 
 
 def test_a_slow_server_times_out(openai_server, tiny_tokenizer):
@@ -340,7 +350,7 @@ def test_a_slow_server_times_out(openai_server, tiny_tokenizer):
     started = time.perf_counter()
     with pytest.raises(PolicyError) as info:
         generate(completions(openai_server, tiny_tokenizer, timeout=0.2))
-    assert info.value.kind == "timeout"
+    assert isinstance(info.value, PolicyTimeout)
     assert time.perf_counter() - started < 0.9
     assert len(openai_server.generation_requests()) == 1  # a timeout is not retried
 
@@ -351,7 +361,7 @@ def test_completions_need_a_rendered_text(openai_server, tiny_tokenizer):
             completions(openai_server, tiny_tokenizer),
             prompt=RenderedPrompt(text=None, messages=PROMPT.messages),
         )
-    assert info.value.kind == "bad_request"
+    assert isinstance(info.value, PolicyBadRequest)
     assert openai_server.generation_requests() == []
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from deepresearcher.agent.policy import SamplingParams
 from deepresearcher.agent.policy_openai import OpenAIChatPolicy, OpenAICompletionsPolicy
-from deepresearcher.errors import PolicyError
+from deepresearcher.errors import PolicyBadResponse, PolicyError, PolicyTimeout
 from deepresearcher.protocol.base import RenderedPrompt
 from deepresearcher.tools.http import reply_limit
 from servers.openai_compat import Fault, OpenAICompatServer
@@ -66,7 +66,7 @@ def test_a_5_mb_completion_to_a_2000_token_request_is_the_servers_error(
 ) -> None:
     openai_server.push(Fault(200, _completion("The answer is " + "x" * (5 << 20))))
     result, peak, _ = _run(_completions(openai_server, tiny_tokenizer))
-    assert isinstance(result, PolicyError) and result.kind == "bad_response"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyBadResponse)
     assert "at most 2,000 tokens" in str(result)
     # The reply was not read whole, let alone tokenized: memory stays near the cap.
     assert peak < 4 * reply_limit(2000), f"peak {peak:,}"
@@ -83,7 +83,7 @@ def test_a_compressed_bomb_reply_stops_at_the_cap(
     policy = (_completions(openai_server, tiny_tokenizer) if api == "completions" else
               OpenAIChatPolicy(openai_server.base_url, "tiny", max_retries=0))
     result, peak, _ = _run(policy, max_tokens=500)
-    assert isinstance(result, PolicyError) and result.kind == "bad_response"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyBadResponse)
     assert peak < 4 * reply_limit(500) + (1 << 20), f"peak {peak:,}"
 
 
@@ -93,7 +93,7 @@ def test_codings_that_were_not_asked_for_are_refused(
 ) -> None:
     openai_server.push(Fault(200, b"\x1b\x00\x00\x00", {"Content-Encoding": coding}))
     result, _, _ = _run(_completions(openai_server, tiny_tokenizer))
-    assert isinstance(result, PolicyError) and result.kind == "bad_response"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyBadResponse)
     assert "not asked for" in str(result) or "at most" in str(result)
     assert openai_server.requests[-1].headers["accept-encoding"] == "gzip, deflate"
 
@@ -113,7 +113,7 @@ def test_more_token_ids_than_asked_for_is_the_servers_error(
     openai_server.push(Fault(200, _completion("z" * 300, logprobs={
         "tokens": ids, "token_logprobs": [-0.1] * 300})))
     result, _, _ = _run(_completions(openai_server, tiny_tokenizer), max_tokens=100)
-    assert isinstance(result, PolicyError) and result.kind == "bad_response"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyBadResponse)
     assert "300 tokens for a request of at most 100" in str(result)
 
 
@@ -122,7 +122,7 @@ def test_a_reply_dripped_slowly_ends_at_the_timeout(openai_server: OpenAICompatS
     # Each piece comes well within the read timeout; the whole reply would take ~4 s.
     openai_server.push(Fault(200, _completion("w" * 4000), drip_s=0.06))
     result, _, seconds = _run(_completions(openai_server, tiny_tokenizer, timeout=0.8))
-    assert isinstance(result, PolicyError) and result.kind == "timeout"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyTimeout)
     assert seconds < 2.5
 
 
@@ -130,5 +130,5 @@ def test_a_huge_error_reply_is_capped_too(openai_server: OpenAICompatServer,
                                           tiny_tokenizer: object) -> None:
     openai_server.push(Fault(500, b'{"error": {"message": "' + b"e" * (8 << 20) + b'"}}'))
     result, peak, _ = _run(_completions(openai_server, tiny_tokenizer))
-    assert isinstance(result, PolicyError) and result.kind == "bad_response"
+    assert isinstance(result, PolicyError) and isinstance(result, PolicyBadResponse)
     assert peak < 4 * reply_limit(2000)

@@ -155,3 +155,35 @@ def test_model_output_reaches_the_terminal_inert(openai_server, tiny_tokenizer_d
     trajectory = json.loads(result.stdout)
     assert trajectory["answer"] == f"Tarrowmere {HOSTILE}"
     assert trajectory["turns"][0]["tool"]["queries"] == [f"query {HOSTILE}"]
+
+
+MARKUP = "[/x] [bold red]loud[/] [link=http://evil]"
+
+
+def test_a_hostile_question_and_error_reach_the_terminal_as_given(openai_server,
+                                                                   tiny_tokenizer_dir, world):
+    """Markup in the question and in the policy server's error message is shown as text (no
+    MarkupError, no restyling), control characters as escapes; the trajectory records the
+    error's class as ``error_kind``."""
+    from servers.openai_compat import Fault
+
+    question = f"Who founded {MARKUP} {HOSTILE}?"
+    shown_question = f"Who founded {MARKUP} {HOSTILE_SHOWN}?"
+    reply = f"bad request {MARKUP} {HOSTILE}"
+    common = [question, "--base-url", openai_server.base_url, "--model", "tiny", "--tokenizer",
+              str(tiny_tokenizer_dir), "--world", str(world)]
+    openai_server.push(Fault.error(400, reply, "BadRequestError"))
+    result = ask(*common)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
+    assert [raw for raw in RAW if raw in result.stdout + result.stderr] == []
+    assert f"question {shown_question}" in result.stdout
+    assert f"bad request {MARKUP} {HOSTILE_SHOWN}" in result.stdout  # the answer panel
+
+    openai_server.push(Fault.error(400, reply, "BadRequestError"))
+    result = ask(*common, "--json")
+    assert result.returncode == 3, result.stderr
+    trajectory = json.loads(result.stdout)
+    assert trajectory["question"] == question  # the exact data
+    assert trajectory["status"] == "error" and trajectory["error_kind"] == "policy http_error"
+    assert trajectory["error"].startswith("policy http_error: ") and reply in trajectory["error"]

@@ -212,3 +212,21 @@ def test_ask_passes_the_page_limits_to_the_fetcher(site: WebSiteServer, openai_s
     [browse] = [t["tool"] for t in json.loads(result.stdout)["turns"]
                 if (t.get("tool") or {}).get("name") == "browse_webpage"]
     assert browse["failed_urls"] == {site.url("/ray"): "too_large"}
+
+
+def test_a_refused_url_holding_markup_and_controls_is_named_exactly() -> None:
+    """The error quotes the URL as typed: markup as text, control characters as escapes."""
+    url = f"gopher://host/[/x] [bold red]loud[/] {HOSTILE}"
+    result = run("browse", url)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
+    assert [raw for raw in RAW if raw in result.stderr] == []
+    [line, hint] = result.stderr.splitlines()
+    assert line.startswith("error: fetch failed (blocked): blocked URL 'gopher://host/[/x] "
+                           "[bold red]loud[/] clear\\x1b[2J")
+    assert hint.startswith("hint: ")
+
+    as_json = run("browse", url, "--json")
+    assert as_json.returncode == 3
+    error = json.loads(as_json.stdout)["error"]
+    assert error["kind"] == "blocked" and error["step"] == "fetch" and repr(url) in error["message"]

@@ -205,7 +205,7 @@ def test_timeout_reaches_the_policy_in_process(tiny_tokenizer, tiny_tokenizer_di
 
     from deepresearcher.agent.build import build_policy
     from deepresearcher.agent.policy import SamplingParams
-    from deepresearcher.errors import ConfigError, PolicyError
+    from deepresearcher.errors import ConfigError, PolicyError, PolicyTimeout
     from deepresearcher.protocol.base import RenderedPrompt
     from servers.openai_compat import OpenAICompatServer
 
@@ -223,7 +223,7 @@ def test_timeout_reaches_the_policy_in_process(tiny_tokenizer, tiny_tokenizer_di
 
         with pytest.raises(PolicyError, match=r"within 0\.3 s") as caught:
             asyncio.run(generate())
-        assert caught.value.kind == "timeout" and "--timeout" in (caught.value.hint or "")
+        assert isinstance(caught.value, PolicyTimeout) and "--timeout" in (caught.value.hint or "")
     with pytest.raises(ConfigError, match="a timeout is for a policy server"):
         build_policy("tiny", timeout=5)
 

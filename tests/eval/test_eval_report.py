@@ -69,6 +69,10 @@ def test_failed_episodes_are_counted_with_their_causes_and_flagged_at_the_top():
         in top
     assert error_kind(None) == "unknown" and error_kind("CacheError: damaged") == "CacheError"
     assert error_kind("policy timeout: no reply") == "policy timeout"
+    # A trajectory that records its error's class is counted by it, not by its message.
+    rows[0]["trajectory"] = {"error_kind": "cache locked"}
+    assert compute_scores(rows, seed=0)["failure_kinds"] == {
+        "cache locked": 1, "internal KeyError": 1, "policy http_error": 1}
     # None failed: no warning, and the counts say zero.
     clean = compute_scores(_rows(), seed=0)
     assert clean["failed_episodes"] == 0 and failure_summary(clean) is None

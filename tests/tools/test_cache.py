@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from deepresearcher.errors import ConfigError, DataError, DeepResearcherError, SearchError
+from deepresearcher.errors import (
+    CacheCorrupt,
+    CacheUnwritable,
+    ConfigError,
+    DataError,
+    DeepResearcherError,
+    SearchError,
+)
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.cache import (
     CachedSearch,
@@ -178,7 +185,7 @@ def test_replay_fails_closed_and_serves_hits(tmp_path: Path) -> None:
         asyncio.run(replay.search("unknown query"))
     err = info.value
     assert isinstance(err, SearchError) and isinstance(err, DeepResearcherError)
-    assert err.kind == "cache_miss"
+    assert isinstance(err, CacheMissError)
     assert "unknown query" in str(err) and "replay" in str(err) and "fails closed" in str(err)
     assert upstream.calls == 0
     with pytest.raises(CacheMissError):
@@ -531,7 +538,7 @@ def test_a_damaged_cache_is_a_cache_error_at_open_or_at_the_damaged_page(tmp_pat
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CacheError, match="is damaged") as caught:
         ToolCache(truncated)
-    assert caught.value.kind == "corrupt" and "cache import" in (caught.value.hint or "")
+    assert isinstance(caught.value, CacheCorrupt) and "cache import" in (caught.value.hint or "")
     # Damage past the schema passes the open check, and is named where it is met.
     damaged = tmp_path / "damaged.sqlite"
     middle = bytearray(data)
@@ -554,7 +561,7 @@ def test_a_read_only_cache_is_refused_in_read_write_mode_and_read_in_replay(
     try:
         with pytest.raises(CacheError, match="cannot write the tool cache") as caught:
             ToolCache(path)
-        assert caught.value.kind == "unwritable" and "--cache-mode replay" in caught.value.hint
+        assert isinstance(caught.value, CacheUnwritable) and "--cache-mode replay" in caught.value.hint
         assert ToolCache(path, mode="replay").get("search", {"q": "q0"})["i"] == 0
     finally:
         path.chmod(0o644)

@@ -13,7 +13,12 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from deepresearcher.errors import FetchError
+from deepresearcher.errors import (
+    FetchError,
+    FetchNetworkError,
+    FetchTooLarge,
+    FetchUnsupportedEncoding,
+)
 from deepresearcher.tools.http import ACCEPT_ENCODING
 from deepresearcher.tools.netguard import AddressGuard
 from deepresearcher.tools.web_fetch import WebFetcher
@@ -106,7 +111,7 @@ def test_a_bomb_stops_at_the_cap_with_memory_near_the_cap(
                                  bombs[name], chunked=chunked)
     error, seconds, peak = _fetch_measured(site.url("/bomb"))
     assert isinstance(error, FetchError), error
-    assert error.kind == "too_large"
+    assert isinstance(error, FetchTooLarge)
     # What is held is the cap plus one decoding step, not the decoded body (1 GiB or 256 MiB).
     assert peak < CAP * 2 + (4 << 20), f"peak {peak:,} bytes"
     assert seconds < 10
@@ -128,7 +133,7 @@ def test_codings_that_were_not_asked_for_are_refused_unread(site: WebSiteServer,
                                 body)
     error, _, peak = _fetch_measured(site.url("/enc"))
     assert isinstance(error, FetchError), error
-    assert error.kind == "unsupported_encoding"
+    assert isinstance(error, FetchUnsupportedEncoding)
     assert peak < 4 << 20
     assert site.requests[-1]["headers"]["Accept-Encoding"] == ACCEPT_ENCODING
 
@@ -164,7 +169,7 @@ def test_a_page_just_under_the_cap_is_read_and_just_over_is_not(site: WebSiteSer
     fetcher = WebFetcher(guard=LOOPBACK, max_bytes=CAP)
     assert "word" in asyncio.run(fetcher.fetch(site.url("/fits"))).chunks[0]
     error, _, _ = _fetch_measured(site.url("/over"))
-    assert isinstance(error, FetchError) and error.kind == "too_large"
+    assert isinstance(error, FetchError) and isinstance(error, FetchTooLarge)
 
 
 def test_a_corrupt_compressed_body_is_a_network_error(site: WebSiteServer) -> None:
@@ -173,5 +178,5 @@ def test_a_corrupt_compressed_body_is_a_network_error(site: WebSiteServer) -> No
     site.routes["/bad"] = _send(200, {"Content-Type": "text/html", "Content-Encoding": "gzip"},
                                 bytes(body))
     error, _, _ = _fetch_measured(site.url("/bad"))
-    assert isinstance(error, FetchError) and error.kind == "network"
+    assert isinstance(error, FetchError) and isinstance(error, FetchNetworkError)
     assert "does not decode" in str(error)

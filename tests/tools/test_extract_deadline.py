@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deepresearcher.errors import ExtractError, FetchError
+from deepresearcher.errors import ExtractError, FetchError, FetchExtractFailed, FetchExtractTimeout
 from deepresearcher.tools.extract import FAST_PATH_CHARS
 from deepresearcher.tools.extract_worker import ExtractPool, ExtractTimeoutError, shared_pool
 from deepresearcher.tools.fetch import LocalFetcher
@@ -78,7 +78,7 @@ def test_deeply_nested_page_fails_at_the_deadline_and_the_pool_recovers(
 ) -> None:
     web = fetcher()
     error, took = timed_failure(web, site.url("/deep"))
-    assert error.kind == "extract_timeout" and error.url == site.url("/deep")
+    assert isinstance(error, FetchExtractTimeout) and error.url == site.url("/deep")
     assert f"took over {DEADLINE_S:g} s" in str(error)
     assert "--extract-timeout" in (error.hint or "") and "extract_timeout_s" in (error.hint or "")
     assert DEADLINE_S <= took < DEADLINE_S + MARGIN_S
@@ -92,7 +92,7 @@ def test_hostile_page_under_the_fast_path_size_fails_at_the_deadline(
 ) -> None:
     assert len(nested_blocks()) < FAST_PATH_CHARS  # trafilatura's path, not resiliparse's
     error, took = timed_failure(fetcher(), site.url("/blocks"))
-    assert error.kind == "extract_timeout"
+    assert isinstance(error, FetchExtractTimeout)
     assert took < DEADLINE_S + MARGIN_S
 
 
@@ -101,7 +101,7 @@ def test_hostile_local_page_file_fails_at_the_deadline(tmp_path: Path) -> None:
     (tmp_path / "Fine.html").write_bytes((FIXTURES / "article.html").read_bytes())
     local = LocalFetcher(tmp_path, extract_timeout_s=DEADLINE_S)
     error, took = timed_failure(local, "local://wiki/Deep")
-    assert error.kind == "extract_timeout" and error.url == "local://wiki/Deep"
+    assert isinstance(error, FetchExtractTimeout) and error.url == "local://wiki/Deep"
     assert took < DEADLINE_S + MARGIN_S
     assert "Ray Lake" in "\n".join(read(local, "local://wiki/Fine").chunks)
 
@@ -130,7 +130,7 @@ def test_a_flood_of_hostile_pages_never_holds_a_fetch_past_twice_the_deadline(
     took = time.monotonic() - start - 0.02 * len(hostile)  # from the last one sent
     # Waiting for a free worker counts against the budget too: every fetch ends by 2 x deadline,
     # the hostile ones with a typed error, and the normal one read or timed out waiting.
-    assert all(isinstance(r, FetchError) and r.kind == "extract_timeout" for r in results[:-1])
+    assert all(isinstance(r, FetchError) and isinstance(r, FetchExtractTimeout) for r in results[:-1])
     assert isinstance(results[-1], Document) or results[-1].kind == "extract_timeout"
     assert took < 2 * DEADLINE_S + MARGIN_S
     assert read(web, site.url("/article/1")).chunks  # and the pool still works
@@ -153,7 +153,7 @@ def test_a_worker_that_dies_mid_page_is_a_typed_error(site: WebSiteServer) -> No
     start = time.monotonic()
     error = asyncio.run(fetch_and_kill())
     assert time.monotonic() - start < 5  # told at once, not at the 30 s deadline
-    assert error.kind == "extract_failed"
+    assert isinstance(error, FetchExtractFailed)
     assert "the extraction worker died (killed by SIGKILL)" in str(error)
     pages = asyncio.run(_gather(web, [site.url(f"/article/{n}") for n in range(4)]))
     assert all(isinstance(page, Document) for page in pages)

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 import deepresearcher.tools.fetch as fetch_module
-from deepresearcher.errors import ConfigError, FetchError
+from deepresearcher.errors import (
+    ConfigError,
+    FetchBlocked,
+    FetchError,
+    FetchExtractFailed,
+    FetchNotFound,
+    FetchUnsupportedURL,
+)
 from deepresearcher.tools.base import Fetcher
 from deepresearcher.tools.extract import ExtractedPage
 from deepresearcher.tools.fetch import LocalFetcher
@@ -111,13 +118,13 @@ def test_chunk_size_is_a_setting(pages: Path) -> None:
 )
 def test_path_traversal_is_blocked(pages: Path, url: str) -> None:
     error = _error(LocalFetcher(pages), url)
-    assert error.kind == "blocked"
+    assert isinstance(error, FetchBlocked)
     assert error.url == url
 
 
 def test_symlink_out_of_the_site_is_blocked(pages: Path) -> None:
     (pages / "Escape.txt").symlink_to(pages.parent / "secret.txt")
-    assert _error(LocalFetcher(pages), "local://wiki/Escape").kind == "blocked"
+    assert isinstance(_error(LocalFetcher(pages), "local://wiki/Escape"), FetchBlocked)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +132,7 @@ def test_symlink_out_of_the_site_is_blocked(pages: Path) -> None:
 )
 def test_unsupported_urls(pages: Path, url: str) -> None:
     error = _error(LocalFetcher(pages), url)
-    assert error.kind == "unsupported"
+    assert isinstance(error, FetchUnsupportedURL)
     assert error.hint
 
 
@@ -137,11 +144,11 @@ def test_web_urls_point_to_the_web_fetcher(pages: Path) -> None:
 def test_missing_page_and_failed_extraction(pages: Path) -> None:
     fetcher = LocalFetcher(pages)
     missing = _error(fetcher, "local://wiki/No_Such_Page")
-    assert missing.kind == "not_found"
+    assert isinstance(missing, FetchNotFound)
     assert str(pages) in str(missing)
-    assert _error(fetcher, "local://wiki/").kind == "not_found"
+    assert isinstance(_error(fetcher, "local://wiki/"), FetchNotFound)
     broken = _error(fetcher, "local://wiki/Broken")
-    assert broken.kind == "extract_failed"
+    assert isinstance(broken, FetchExtractFailed)
     assert "binary" in str(broken)
 
 
@@ -171,7 +178,7 @@ def test_index_fallback_builds_the_page_from_passages(pages: Path) -> None:
     # Files come first: the index is not asked for a page that exists on disk.
     _fetch(fetcher, "local://wiki/Field_notes")
     assert index.calls == ["local://wiki/Ines_Marrow"]
-    assert _error(fetcher, "local://wiki/Nobody").kind == "not_found"
+    assert isinstance(_error(fetcher, "local://wiki/Nobody"), FetchNotFound)
     # Index only, no folder.
     assert _fetch(LocalFetcher(index=index), "local://wiki/Ines_Marrow").chunks == doc.chunks
 
@@ -235,9 +242,9 @@ def test_an_index_serves_the_urls_its_search_returns(tmp_path: Path) -> None:
         doc = _fetch(fetcher, hit.url)
         assert doc.url == url and doc.chunks and doc.title in ("Glass Harbour", "Ines Marrow")
     # What the index does not hold stays unsupported (no web access from a local fetcher).
-    assert _error(fetcher, "https://example.org/other").kind == "unsupported"
-    assert _error(fetcher, "local://wiki/nowhere").kind == "unsupported"
-    assert _error(fetcher, "local://corpus/9").kind == "not_found"
+    assert isinstance(_error(fetcher, "https://example.org/other"), FetchUnsupportedURL)
+    assert isinstance(_error(fetcher, "local://wiki/nowhere"), FetchUnsupportedURL)
+    assert isinstance(_error(fetcher, "local://corpus/9"), FetchNotFound)
 
 
 def test_concurrent_fetches_of_one_url_share_one_read(
@@ -273,7 +280,7 @@ def test_cache_is_bounded_and_errors_are_not_cached(pages: Path) -> None:
     _fetch(fetcher, "local://wiki/Field_notes")
     _fetch(fetcher, "local://wiki/The_Real_Thing")
     (pages / "Field_notes.txt").unlink()
-    assert _error(fetcher, "local://wiki/Field_notes").kind == "not_found"  # evicted
+    assert isinstance(_error(fetcher, "local://wiki/Field_notes"), FetchNotFound)  # evicted
     (pages / "Field_notes.txt").write_text("Now it exists.\n", encoding="utf-8")
     assert _fetch(fetcher, "local://wiki/Field_notes").chunks == ("Now it exists.",)
 

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deepresearcher.errors import ReaderError
+from deepresearcher.errors import (
+    ReaderAuthFailed,
+    ReaderBadResponse,
+    ReaderError,
+    ReaderUnreachable,
+)
 from deepresearcher.tools.base import Reader
 from deepresearcher.tools.cache import ToolCache
 from deepresearcher.tools.http import Retry
@@ -170,7 +175,7 @@ def test_errors_are_typed_and_never_show_the_key(server: OpenAICompatServer,
     memory = BrowseMemory()
     with pytest.raises(ReaderError) as caught:
         read(reader, memory)
-    assert caught.value.kind == "auth" and "READER_KEY" in (caught.value.hint or "")
+    assert isinstance(caught.value, ReaderAuthFailed) and "READER_KEY" in (caught.value.hint or "")
     assert "sk-wrong-key" not in str(caught.value) and "sk-wrong-key" not in repr(reader)
     assert DOC.url not in memory.read_chunks or not memory.read_chunks[DOC.url]
 
@@ -178,7 +183,7 @@ def test_errors_are_typed_and_never_show_the_key(server: OpenAICompatServer,
     server.push(Fault.malformed())
     with pytest.raises(ReaderError) as caught:
         read(reader, BrowseMemory())
-    assert caught.value.kind == "bad_response"
+    assert isinstance(caught.value, ReaderBadResponse)
 
 
 def test_a_reply_larger_than_asked_for_is_refused(server: OpenAICompatServer,
@@ -189,7 +194,7 @@ def test_a_reply_larger_than_asked_for_is_refused(server: OpenAICompatServer,
     server.push(Fault(200, huge))
     with pytest.raises(ReaderError) as caught:
         read(reader, BrowseMemory())
-    assert caught.value.kind == "bad_response" and "cap" in str(caught.value)
+    assert isinstance(caught.value, ReaderBadResponse) and "cap" in str(caught.value)
     assert len(server.generation_requests()) == 1  # the server's error: not retried
 
 
@@ -197,7 +202,7 @@ def test_unreachable_server() -> None:
     reader = LLMReader("http://127.0.0.1:9/v1", "reader", retry=Retry(retries=0))
     with pytest.raises(ReaderError) as caught:
         read(reader, BrowseMemory())
-    assert caught.value.kind == "unreachable"
+    assert isinstance(caught.value, ReaderUnreachable)
 
 
 def test_calls_in_flight_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from deepresearcher.errors import FetchError
+from deepresearcher.errors import FetchBlocked, FetchError, FetchNetworkError
 from deepresearcher.tools.netguard import AddressGuard, blocked_reason
 
 
@@ -45,7 +45,7 @@ def _blocked(guard: AddressGuard, url: str) -> FetchError:
 )
 def test_non_public_addresses_are_blocked_by_default(url: str, why: str) -> None:
     error = _blocked(AddressGuard(), url)
-    assert error.kind == "blocked"
+    assert isinstance(error, FetchBlocked)
     assert why in str(error)
     assert error.hint and "allow" in error.hint
 
@@ -54,7 +54,7 @@ def test_non_public_addresses_are_blocked_by_default(url: str, why: str) -> None
                                  "javascript:alert(1)", "data:text/html,hi", "//no-scheme"])
 def test_only_http_and_https_schemes(url: str) -> None:
     error = _blocked(AddressGuard(), url)
-    assert error.kind == "blocked"
+    assert isinstance(error, FetchBlocked)
 
 
 def test_public_addresses_pass() -> None:
@@ -69,12 +69,12 @@ def test_allow_list_opts_in_explicitly() -> None:
     networks = AddressGuard.build(allow_networks=["127.0.0.0/8"])
     target = networks.check_url("http://localhost:9/")
     assert str(asyncio.run(networks.resolve(target))).startswith("127.")
-    assert _blocked(networks, "http://10.0.0.1/").kind == "blocked"
+    assert isinstance(_blocked(networks, "http://10.0.0.1/"), FetchBlocked)
 
     hosts = AddressGuard.build(allow_hosts=["127.0.0.1"])
     hosts.check_url("http://127.0.0.1:9/")
     # The allow-list names a host, not what other names resolve to.
-    assert _blocked(hosts, "http://localhost:9/").kind == "blocked"
+    assert isinstance(_blocked(hosts, "http://localhost:9/"), FetchBlocked)
 
     private = AddressGuard(allow_private=True)
     private.check_url("http://10.1.2.3/")
@@ -87,4 +87,4 @@ def test_allow_list_opts_in_explicitly() -> None:
 
 def test_unresolvable_host_is_a_network_error() -> None:
     error = _blocked(AddressGuard(), "http://no-such-host.invalid/")
-    assert error.kind == "network"
+    assert isinstance(error, FetchNetworkError)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from deepresearcher.errors import FetchError
+from deepresearcher.errors import (
+    FetchBlocked,
+    FetchError,
+    FetchHTTPStatus,
+    FetchTimeout,
+    FetchTooLarge,
+    FetchTooManyRedirects,
+    FetchUnsupportedType,
+)
 from deepresearcher.tools.base import Fetcher
 from deepresearcher.tools.cache import ToolCache
 from deepresearcher.tools.netguard import AddressGuard
@@ -83,27 +91,27 @@ def test_plain_text(site: WebSiteServer) -> None:
 
 def test_binary_junk_and_images_are_unsupported(site: WebSiteServer) -> None:
     fetcher = WebFetcher(guard=LOOPBACK)
-    assert failure(fetcher, site.url("/junk")).kind == "unsupported_type"
-    assert failure(fetcher, site.url("/photo")).kind == "unsupported_type"
+    assert isinstance(failure(fetcher, site.url("/junk")), FetchUnsupportedType)
+    assert isinstance(failure(fetcher, site.url("/photo")), FetchUnsupportedType)
 
 
 def test_http_errors_are_typed(site: WebSiteServer) -> None:
     error = failure(WebFetcher(guard=LOOPBACK), site.url("/gone"))
-    assert error.kind == "http_status" and "410" in str(error)
-    assert failure(WebFetcher(guard=LOOPBACK), site.url("/missing")).kind == "http_status"
+    assert isinstance(error, FetchHTTPStatus) and "410" in str(error)
+    assert isinstance(failure(WebFetcher(guard=LOOPBACK), site.url("/missing")), FetchHTTPStatus)
 
 
 def test_redirects_are_followed_up_to_the_cap(site: WebSiteServer) -> None:
     doc = fetch(WebFetcher(guard=LOOPBACK, max_redirects=3), site.url("/hop/3"))
     assert "end of the chain" in doc.chunks[0]
     error = failure(WebFetcher(guard=LOOPBACK, max_redirects=3), site.url("/hop/4"))
-    assert error.kind == "too_many_redirects"
+    assert isinstance(error, FetchTooManyRedirects)
     assert site.hits("/hop/0") == 1  # the fourth hop was never requested
 
 
 def test_redirect_loop_ends(site: WebSiteServer) -> None:
     error = failure(WebFetcher(guard=LOOPBACK, max_redirects=5), site.url("/loop"))
-    assert error.kind == "too_many_redirects"
+    assert isinstance(error, FetchTooManyRedirects)
     assert site.hits("/loop") == 6
 
 
@@ -114,27 +122,27 @@ def test_redirect_to_a_private_address_is_blocked_at_the_hop(
 ) -> None:
     site.add_redirect("/evil", location.format(port=site.port))
     error = failure(WebFetcher(guard=LOOPBACK), site.url("/evil"))
-    assert error.kind == "blocked"
+    assert isinstance(error, FetchBlocked)
     # localhost is loopback, but the allow-list names 127.0.0.1 only: the hop is refused.
     assert site.hits("/article") == 0
 
 
 def test_loopback_is_blocked_unless_allowed(site: WebSiteServer) -> None:
     error = failure(WebFetcher(), site.url("/article"))
-    assert error.kind == "blocked" and "loopback" in str(error)
+    assert isinstance(error, FetchBlocked) and "loopback" in str(error)
     assert site.requests == []  # refused before any connection
 
 
 def test_huge_page_stops_at_the_byte_cap(site: WebSiteServer) -> None:
     started = time.perf_counter()
     error = failure(WebFetcher(guard=LOOPBACK, max_bytes=1 << 20), site.url("/huge"))
-    assert error.kind == "too_large"
+    assert isinstance(error, FetchTooLarge)
     assert time.perf_counter() - started < 5
 
 
 def test_declared_length_over_the_cap_is_refused_before_reading(site: WebSiteServer) -> None:
     site.add_page("/big", b"x" * 5000, "text/plain")
-    assert failure(WebFetcher(guard=LOOPBACK, max_bytes=4000), site.url("/big")).kind == "too_large"
+    assert isinstance(failure(WebFetcher(guard=LOOPBACK, max_bytes=4000), site.url("/big")), FetchTooLarge)
 
 
 def test_gzip_bomb_is_capped_on_decoded_bytes(site: WebSiteServer) -> None:
@@ -146,14 +154,14 @@ def test_gzip_bomb_is_capped_on_decoded_bytes(site: WebSiteServer) -> None:
 
     with pytest.raises(FetchError) as caught:
         asyncio.run(go())
-    assert caught.value.kind == "too_large"
+    assert isinstance(caught.value, FetchTooLarge)
 
 
 def test_slow_drip_hits_the_total_timeout(site: WebSiteServer) -> None:
     started = time.perf_counter()
     fetcher = WebFetcher(guard=LOOPBACK, read_timeout_s=5, total_timeout_s=0.6)
     error = failure(fetcher, site.url("/drip"))
-    assert error.kind == "timeout"
+    assert isinstance(error, FetchTimeout)
     assert time.perf_counter() - started < 3
 
 
@@ -164,7 +172,7 @@ def test_ipv6_loopback_when_allowed() -> None:
         pytest.skip("no IPv6 loopback here")
     with server:
         server.add_page("/p", b"<html><body><p>Over IPv6.</p></body></html>")
-        assert failure(WebFetcher(), server.url("/p")).kind == "blocked"
+        assert isinstance(failure(WebFetcher(), server.url("/p")), FetchBlocked)
         guard = AddressGuard.build(allow_networks=["::1/128"])
         assert "Over IPv6." in fetch(WebFetcher(guard=guard), server.url("/p")).chunks[0]
 
@@ -249,7 +257,8 @@ def test_a_failed_url_is_not_fetched_again_for_a_while(site: WebSiteServer) -> N
     before = len(site.requests)
     again = failure(fetcher, site.url("/gone"))
     assert len(site.requests) == before  # not asked again
-    assert again.kind == first.kind and "not retried yet" in str(again)
+    assert type(again) is type(first) and again.kind == first.kind
+    assert "not retried yet" in str(again)
     always = WebFetcher(guard=LOOPBACK, failure_ttl_s=0)
     failure(always, site.url("/gone"))
     failure(always, site.url("/gone"))

@@ -18,11 +18,24 @@ from typing import Any
 
 import pytest
 
-from deepresearcher.errors import ConfigError, SearchError
+from deepresearcher.errors import (
+    ConfigError,
+    SearchAuthFailed,
+    SearchBadQuery,
+    SearchError,
+    SearchMalformedReply,
+    SearchQuotaExhausted,
+    SearchRateLimited,
+    SearchServerError,
+    SearchTimeout,
+    SearchUnreachable,
+)
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.http import Retry, parse_retry_after, with_retries
 from deepresearcher.tools.ratelimit import RateLimiter, TokenBucket
 from deepresearcher.tools.web_search import (
+    FALLBACK_ERRORS,
+    RETRY_ERRORS,
     SEARCH_REPLY_BYTES,
     BraveSearch,
     DuckDuckGoSearch,
@@ -31,7 +44,6 @@ from deepresearcher.tools.web_search import (
     SearxngSearch,
     SerperSearch,
     TavilySearch,
-    WebSearchError,
     open_web_search,
 )
 from deepresearcher.types import SearchHit
@@ -135,8 +147,8 @@ def run(backend: SearchBackend, query: str = "capital of France", k: int = 10) -
     return asyncio.run(go())
 
 
-def fails(backend: SearchBackend, query: str = "capital of France") -> WebSearchError:
-    with pytest.raises(WebSearchError) as info:
+def fails(backend: SearchBackend, query: str = "capital of France") -> SearchError:
+    with pytest.raises(SearchError) as info:
         run(backend, query)
     return info.value
 
@@ -263,7 +275,7 @@ def test_a_refused_key_is_an_auth_error_without_retries_or_the_key(
         if provider == "tavily":
             srv.key = "tvly-the-key-the-server-expects"
         error = fails(backend_for(srv, monkeypatch))
-    assert error.kind == "auth"
+    assert isinstance(error, SearchAuthFailed)
     assert len(srv.requests) == 1
     key = KEYS[provider]
     assert key is not None
@@ -288,7 +300,7 @@ def test_an_exhausted_quota_is_not_retried(
         pytest.skip("a self-hosted instance has no quota")
     server.push(server.quota_exhausted())
     error = fails(backend_for(server, monkeypatch))
-    assert error.kind == "quota"
+    assert isinstance(error, SearchQuotaExhausted)
     assert len(server.requests) == 1
 
 
@@ -309,7 +321,7 @@ def test_a_wait_longer_than_allowed_fails_at_once(monkeypatch: pytest.MonkeyPatc
         srv.push(srv.rate_limited(retry_after=120))
         started = time.monotonic()
         error = fails(backend_for(srv, monkeypatch, retry=Retry(retries=3, max_wait_s=5)))
-    assert error.kind == "rate_limited"
+    assert isinstance(error, SearchRateLimited)
     assert error.retry_after == pytest.approx(120)
     assert len(srv.requests) == 1 and time.monotonic() - started < 2
 
@@ -328,7 +340,7 @@ def test_persistent_server_errors_give_up_with_kind_server(
 ) -> None:
     server.push(*[server.server_error(502)] * 5)
     error = fails(backend_for(server, monkeypatch))
-    assert error.kind == "server"
+    assert isinstance(error, SearchServerError)
     assert error.status == 502
     assert len(server.requests) == 3  # the first try and FAST_RETRY's 2 retries
 
@@ -339,7 +351,7 @@ def test_a_slow_server_is_a_timeout(
     server.push(Fault.slow(1.5))
     started = time.monotonic()
     error = fails(backend_for(server, monkeypatch, timeout=0.2, retry=Retry(retries=0)))
-    assert error.kind == "timeout"
+    assert isinstance(error, SearchTimeout)
     assert time.monotonic() - started < 1.2
 
 
@@ -350,7 +362,7 @@ def test_a_reply_dripped_slowly_ends_at_the_timeout(
     server.push(Fault(drip_s=0.05))
     started = time.monotonic()
     error = fails(backend_for(server, monkeypatch, timeout=0.5, retry=Retry(retries=0)))
-    assert error.kind == "timeout"
+    assert isinstance(error, SearchTimeout)
     assert time.monotonic() - started < 1.5
 
 
@@ -359,7 +371,7 @@ def test_broken_json_is_malformed(
 ) -> None:
     server.push(Fault.raw('{"organic": [{"title": "cut off'))
     error = fails(backend_for(server, monkeypatch))
-    assert error.kind == "malformed"
+    assert isinstance(error, SearchMalformedReply)
     assert len(server.requests) == 1
 
 
@@ -377,7 +389,7 @@ def test_a_bomb_or_an_unasked_coding_is_malformed_and_capped(
     error = fails(backend_for(server, monkeypatch))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert error.kind == "malformed"
+    assert isinstance(error, SearchMalformedReply)
     assert ("cap" if coding == "gzip" else "not asked for") in str(error)
     assert peak < 3 * SEARCH_REPLY_BYTES
     assert server.requests[-1].headers.get("accept-encoding") == "gzip, deflate"
@@ -390,7 +402,7 @@ def test_an_unexpected_shape_is_malformed(
     server: SearchProviderServer, monkeypatch: pytest.MonkeyPatch, body: Any
 ) -> None:
     server.push(Fault(200, body))
-    assert fails(backend_for(server, monkeypatch)).kind == "malformed"
+    assert isinstance(fails(backend_for(server, monkeypatch)), SearchMalformedReply)
 
 
 def test_a_closed_port_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,7 +411,7 @@ def test_a_closed_port_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
         port = sock.getsockname()[1]  # closed again before the search
     monkeypatch.setenv("SERPER_API_KEY", KEYS["serper"])
     error = fails(SerperSearch(endpoint=f"http://127.0.0.1:{port}", retry=FAST_RETRY))
-    assert error.kind == "unreachable"
+    assert isinstance(error, SearchUnreachable)
 
 
 def test_searxng_without_json_output_says_how_to_enable_it(
@@ -415,7 +427,7 @@ def test_searxng_without_json_output_says_how_to_enable_it(
 def test_an_empty_query_is_refused_before_any_request(
     server: SearchProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert fails(backend_for(server, monkeypatch), "   ").kind == "bad_query"
+    assert isinstance(fails(backend_for(server, monkeypatch), "   "), SearchBadQuery)
     assert server.requests == []
 
 
@@ -549,7 +561,7 @@ def test_fallback_fails_loudly_on_a_refused_key(monkeypatch: pytest.MonkeyPatch)
             [backend_for(serper, monkeypatch), backend_for(searxng, monkeypatch)]
         )
         error = fails(chain)
-    assert error.kind == "auth" and error.provider == "serper"
+    assert isinstance(error, SearchAuthFailed) and error.provider == "serper"
     assert searxng.requests == []
 
 
@@ -564,7 +576,7 @@ def test_fallback_reports_every_failure(monkeypatch: pytest.MonkeyPatch) -> None
             ]
         )
         error = fails(chain)
-    assert error.kind == "rate_limited"
+    assert isinstance(error, SearchRateLimited)
     assert "tavily (server)" in str(error) and "searxng (rate_limited)" in str(error)
 
 
@@ -613,7 +625,7 @@ def test_ddgs_errors_are_typed() -> None:
         retry=Retry(retries=0),
         ddgs_factory=lambda: FakeDDGS(ddgs_exceptions.RatelimitException("202 Ratelimit")),
     )
-    assert fails(limited).kind == "rate_limited"
+    assert isinstance(fails(limited), SearchRateLimited)
 
 
 def test_ddgs_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -722,5 +734,7 @@ def test_cli_errors_are_one_line_with_a_hint_and_no_key() -> None:
     assert KEYS["brave"] not in done.stderr and KEYS["brave"] not in done.stdout
 
 
-def test_search_error_is_a_search_error() -> None:
-    assert issubclass(WebSearchError, SearchError)
+def test_retries_and_fallbacks_catch_search_error_classes() -> None:
+    assert all(issubclass(cls, SearchError) for cls in (*RETRY_ERRORS, *FALLBACK_ERRORS))
+    assert SearchQuotaExhausted in FALLBACK_ERRORS and SearchQuotaExhausted not in RETRY_ERRORS
+    assert SearchAuthFailed not in FALLBACK_ERRORS and SearchMalformedReply not in FALLBACK_ERRORS

@@ -22,7 +22,7 @@ from deepresearcher.agent.trajectory import (
     Trajectory,
     Turn,
 )
-from deepresearcher.errors import ContextOverflowError, DeepResearcherError, PolicyError
+from deepresearcher.errors import ContextOverflowError, DeepResearcherError, PolicyError, error_kind
 from deepresearcher.protocol import ProfileSettings, get_profile
 from deepresearcher.protocol.base import Answer, FormatError, Message, PromptProfile, ToolCall
 from deepresearcher.protocol.masking import assistant_spans, mask_from_offsets
@@ -179,9 +179,11 @@ class _Episode:
             await self._loop()
         except DeepResearcherError as exc:
             t.status, t.error = "error", f"{type(exc).__name__}: {exc}"
+            t.error_kind = error_kind(exc)
         except Exception as exc:  # a bug or a library's own error: this episode ends, not the batch
             logger.exception("episode %s failed unexpectedly", t.id)
             t.status, t.error = "error", f"internal error: {type(exc).__name__}: {exc}"
+            t.error_kind = error_kind(exc)
         t.messages = self.messages
         t.sources = self._sources()
         if t.golds is not None:
@@ -217,6 +219,7 @@ class _Episode:
                 return
             except PolicyError as exc:
                 t.status, t.error = "error", f"policy {exc.kind}: {exc}"
+                t.error_kind = error_kind(exc)
                 return
             text = prompt.prefix + generation.text
             action = self.profile.parse(text, generation.tool_calls)

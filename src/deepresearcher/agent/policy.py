@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from deepresearcher.errors import PolicyError
+from deepresearcher.errors import PolicyError, PolicyMissingDependency, PolicyModelNotFound
 from deepresearcher.protocol.base import RenderedPrompt
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -106,7 +106,7 @@ def model_not_found(name_or_path: str, cause: BaseException | None = None) -> Po
     if cause is not None:
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         message = f"{message}: {first}"
-    return PolicyError(message, kind="model_not_found", hint=hint)
+    return PolicyModelNotFound(message, hint=hint)
 
 
 def resolve_model_name(name_or_path: str | Path) -> str:
@@ -126,8 +126,8 @@ def import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise PolicyError(
-            "PyTorch is not installed", kind="missing_dependency",
+        raise PolicyMissingDependency(
+            "PyTorch is not installed",
             hint="pip install 'deepresearcher[hf]'",
         ) from exc
     return torch
@@ -136,7 +136,7 @@ def import_torch() -> Any:
 def load_tokenizer(name_or_path: str | Path) -> Any:
     """The Hugging Face tokenizer of a model (a local directory or a Hub repo id).
 
-    Raises ``PolicyError(kind="model_not_found")`` with a hint when it cannot be found, including
+    Raises ``PolicyModelNotFound`` with a hint when it cannot be found, including
     when the Hub cannot be reached and the tokenizer is not in the local cache.
     """
     name = resolve_model_name(name_or_path)

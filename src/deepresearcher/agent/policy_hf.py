@@ -27,7 +27,13 @@ from deepresearcher.agent.policy import (
     model_not_found,
     resolve_model_name,
 )
-from deepresearcher.errors import ConfigError, ContextOverflowError, PolicyError
+from deepresearcher.errors import (
+    ConfigError,
+    ContextOverflowError,
+    PolicyBadRequest,
+    PolicyError,
+    PolicyGenerationFailed,
+)
 from deepresearcher.protocol.base import RenderedPrompt
 
 # Qwen2.5's end-of-turn tokens; generation stops at whichever of them the tokenizer knows.
@@ -163,17 +169,16 @@ class HFPolicy:
 
         ``dtype``: ``"auto"`` (the checkpoint's own dtype; on a GPU with native bfloat16 a float32
         checkpoint runs in bfloat16), or a torch dtype name such as
-        ``"float32"``/``"bfloat16"``. Raises ``PolicyError(kind="model_not_found")`` when the model
-        cannot be found, and ``kind="missing_dependency"`` when torch is not installed.
+        ``"float32"``/``"bfloat16"``. Raises ``PolicyModelNotFound`` when the model
+        cannot be found, and ``PolicyMissingDependency`` when torch is not installed.
         """
         torch = import_torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype, None)
         if not isinstance(torch_dtype, (str, torch.dtype)):
-            raise PolicyError(
+            raise PolicyBadRequest(
                 f"unknown dtype {dtype!r}",
-                kind="bad_request",
                 hint="use auto, float32, bfloat16 or float16",
             )
         name = resolve_model_name(name_or_path)
@@ -226,7 +231,7 @@ class HFPolicy:
             )
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         if not ids:
-            raise PolicyError("empty prompt", kind="bad_request")
+            raise PolicyBadRequest("empty prompt")
         self.check_context(len(ids), sampling.max_tokens)
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
@@ -275,9 +280,8 @@ class HFPolicy:
                 error = (
                     exc
                     if isinstance(exc, PolicyError)
-                    else PolicyError(
+                    else PolicyGenerationFailed(
                         f"local generation failed: {type(exc).__name__}: {exc}",
-                        kind="generation_failed",
                     )
                 )
                 for request in batch:
@@ -468,9 +472,8 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.insert(0, tokenizer.eos_token_id)
     if not ids:
-        raise PolicyError(
+        raise PolicyBadRequest(
             "the tokenizer has no end-of-sequence token",
-            kind="bad_request",
             hint="set tokenizer.eos_token, e.g. <|im_end|> for Qwen2.5",
         )
     return ids

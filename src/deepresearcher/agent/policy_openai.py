@@ -21,7 +21,18 @@ from typing import Any
 import httpx
 
 from deepresearcher.agent.policy import FinishReason, Generation, SamplingParams
-from deepresearcher.errors import ContextOverflowError, PolicyError
+from deepresearcher.errors import (
+    ContextOverflowError,
+    PolicyAuthFailed,
+    PolicyBadRequest,
+    PolicyBadResponse,
+    PolicyError,
+    PolicyHTTPError,
+    PolicyModelNotFound,
+    PolicyRateLimited,
+    PolicyTimeout,
+    PolicyUnreachable,
+)
 from deepresearcher.protocol.base import RenderedPrompt
 from deepresearcher.tools.http import BodyError, parse_retry_after, reply_limit, send_bounded
 
@@ -186,10 +197,9 @@ class _OpenAIPolicy:
             if self.model == "auto":
                 models = await self.list_models()
                 if len(models) != 1:
-                    raise PolicyError(
+                    raise PolicyModelNotFound(
                         f"model='auto' needs exactly one served model, the server at "
                         f"{self.base_url} serves {len(models)}: {', '.join(models) or 'none'}",
-                        kind="model_not_found",
                         hint="pass one of them with --model",
                     )
                 self.model = self.name = models[0]
@@ -202,9 +212,8 @@ class _OpenAIPolicy:
         return text
 
     def _bad_response(self, path: str, why: str) -> PolicyError:
-        return PolicyError(
+        return PolicyBadResponse(
             self._redact(f"malformed reply from {self.base_url}{path}: {why}"),
-            kind="bad_response",
             hint="is --base-url an OpenAI-compatible API (ending in /v1)?",
         )
 
@@ -250,16 +259,14 @@ class _OpenAIPolicy:
                     continue
                 detail = (_cause(exc) if isinstance(exc, httpx.ConnectError)
                           else f"no connection in time ({type(exc).__name__})")
-                raise PolicyError(
+                raise PolicyUnreachable(
                     self._redact(f"cannot connect to {self.base_url}: {detail}"),
-                    kind="unreachable",
                     hint=UNREACHABLE_HINT,
                 ) from exc
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                 # Not retried: a generation that took the whole timeout would likely do so again.
-                raise PolicyError(
+                raise PolicyTimeout(
                     f"no reply from {url} within {self.timeout:g} s ({type(exc).__name__})",
-                    kind="timeout",
                     hint="raise the policy server's timeout (--timeout), or lower max tokens per "
                     "turn / concurrency",
                 ) from exc
@@ -270,9 +277,8 @@ class _OpenAIPolicy:
                     await asyncio.sleep(self._delay(attempt, None))
                     attempt += 1
                     continue
-                raise PolicyError(
+                raise PolicyUnreachable(
                     self._redact(f"connection to {self.base_url} failed: {_cause(exc)}"),
-                    kind="unreachable",
                     hint=UNREACHABLE_HINT,
                 ) from exc
             if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
@@ -299,7 +305,7 @@ class _OpenAIPolicy:
                 )
             else:
                 hint = f"set the API key in the environment variable {self.api_key_env}"
-            return PolicyError(f"{where} answered {status}: {message}", kind="auth", hint=hint)
+            return PolicyAuthFailed(f"{where} answered {status}: {message}", hint=hint)
         if status == 404:
             if "model" in message.lower():
                 served = await self._served_models()
@@ -308,14 +314,12 @@ class _OpenAIPolicy:
                     if served
                     else "pass a model the server serves (see GET /models)"
                 )
-                return PolicyError(
+                return PolicyModelNotFound(
                     f"model {self.model!r} not found at {self.base_url}: {message}",
-                    kind="model_not_found",
                     hint=hint,
                 )
-            return PolicyError(
+            return PolicyHTTPError(
                 f"{where} answered 404: {message}",
-                kind="http_error",
                 hint="check --base-url: it must be the API root including /v1",
             )
         if status in (400, 413, 422) and _CONTEXT_PATTERNS.search(message):
@@ -324,12 +328,11 @@ class _OpenAIPolicy:
                 hint="lower max tokens per turn, or serve the model with a longer --max-model-len",
             )
         if status == 429:
-            return PolicyError(
+            return PolicyRateLimited(
                 f"rate limited by {where} after {self.max_retries} retries: {message}",
-                kind="rate_limited",
                 hint="lower concurrency or raise the quota",
             )
-        return PolicyError(f"{where} answered {status}: {message}", kind="http_error")
+        return PolicyHTTPError(f"{where} answered {status}: {message}")
 
     async def _served_models(self) -> list[str]:
         """The served model ids for a hint; empty when the server cannot say."""
@@ -372,9 +375,8 @@ class OpenAICompletionsPolicy(_OpenAIPolicy):
     async def generate(self, prompt: RenderedPrompt, sampling: SamplingParams) -> Generation:
         """Complete ``prompt.text`` (the chat template already applied, forced prefix included)."""
         if prompt.text is None:
-            raise PolicyError(
+            raise PolicyBadRequest(
                 "the completions API needs a rendered prompt text, and this profile gave none",
-                kind="bad_request",
                 hint="use the chat API (--api chat) for this profile",
             )
         started = time.perf_counter()

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from deepresearcher.agent.trajectory import Cost
-from deepresearcher.errors import DeepResearcherError, FetchError
+from deepresearcher.errors import DeepResearcherError, FetchInternalError, KindedError
 from deepresearcher.tools.base import Fetcher, Reader, SearchBackend
 from deepresearcher.tools.usage import PriceTable, ToolUsage, counting, record
 from deepresearcher.types import BrowseMemory, BrowseResult, Document, SearchResult
@@ -164,7 +164,7 @@ class Toolbox:
                 return exc
             except Exception as exc:  # a library's own error: this page fails, not the batch
                 logger.exception("fetching %s failed unexpectedly", url)
-                return FetchError(f"{type(exc).__name__}: {exc}", kind="internal", url=url)
+                return FetchInternalError(f"{type(exc).__name__}: {exc}", url=url)
 
         with counting(self.usage, self.episode_usage(memory)):
             return await self._browse(unique, question, memory, fetch, started, per_occurrence)
@@ -191,7 +191,7 @@ class Toolbox:
                 continue
             document = fetched[url]
             if isinstance(document, DeepResearcherError):
-                kind = str(getattr(document, "kind", type(document).__name__))
+                kind = _failure_kind(document)
                 outcome.failed[url] = kind
                 outcome.results.append(BrowseResult(url=url, error=kind))
                 continue
@@ -199,7 +199,7 @@ class Toolbox:
                 extracts = await self.reader.read(document, question=question, sub_question=query,
                                                   memory=memory, key=key)
             except DeepResearcherError as exc:
-                kind = str(getattr(exc, "kind", type(exc).__name__))
+                kind = _failure_kind(exc)
                 outcome.failed[url] = kind
                 outcome.results.append(BrowseResult(url=url, error=kind))
                 continue
@@ -211,3 +211,9 @@ class Toolbox:
             outcome.results.append(BrowseResult(url=url, information=tuple(extracts)))
         outcome.seconds = time.perf_counter() - started
         return outcome
+
+
+def _failure_kind(exc: DeepResearcherError) -> str:
+    """What a failed URL records: the error's kind (``timeout``, ``blocked``), or the class name
+    of an error without kinds (``ExtractError``)."""
+    return exc.kind if isinstance(exc, KindedError) else type(exc).__name__

@@ -144,6 +144,9 @@ class Trajectory(BaseModel):
     answer: str | None = None
     sources: list[str] = Field(default_factory=list)
     error: str | None = None
+    # The error's class as a short string (``policy timeout``, ``cache locked``, ``ConfigError``,
+    # ``internal KeyError``: deepresearcher.errors.error_kind); absent from older files.
+    error_kind: str | None = None
     reward: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)

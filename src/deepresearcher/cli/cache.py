@@ -104,11 +104,10 @@ def check(path: Path = typer.Argument(..., help="The cache file.")) -> None:
 
     Runs SQLite's integrity check, which reads the whole file.
     """
-    from deepresearcher.errors import CacheError
+    from deepresearcher.errors import CacheCorrupt
     from deepresearcher.tools.cache import DAMAGED_HINT
 
     result = _open(path, mode="replay").integrity_check()
     if result != "ok":
-        raise CacheError(f"the tool cache {path} is damaged: {result}", kind="corrupt",
-                         hint=DAMAGED_HINT)
+        raise CacheCorrupt(f"the tool cache {path} is damaged: {result}", hint=DAMAGED_HINT)
     typer.echo(display.inert(f"{path}: ok"))

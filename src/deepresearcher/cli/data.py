@@ -241,7 +241,7 @@ def _run_filter(title: str, run: Any, out: Path) -> Any:
 def _print_summary(summary: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{summary.filter} filter", show_header=False)
+    table = Table(title=display.text(f"{summary.filter} filter"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row(

@@ -237,9 +237,10 @@ def run(
     console.print(f"ran {summary.ran} episodes in {summary.seconds:.1f} s")
     failed = (scores.get("overall") or {}).get("tool_errors") or {}
     if failed.get("failed_searches"):
-        console.print(f"[yellow]warning:[/] {failed['failed_searches']} searches failed (the "
-                      "model saw no results there: a key, a quota, a replay miss?); see the "
-                      "trajectories' tool errors")
+        console.print(display.text(("warning:", "yellow"),
+                                   f" {failed['failed_searches']} searches failed (the model saw "
+                                   "no results there: a key, a quota, a replay miss?); see the "
+                                   "trajectories' tool errors"))
     _print_scores(display.console(highlight=False), scores)
     console.print(display.text(f"report: {out / 'report.md'}"))
     code = _failure_verdict(scores, max_failed_share, console)

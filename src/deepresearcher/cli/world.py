@@ -74,7 +74,7 @@ def build(
                            f"{manifest.long_pages:,} long)")
     # Paths under --out, which the user named: shown inert, never read as markup.
     for split, n in manifest.questions.items():
-        table.add_row(f"questions: {split}",
+        table.add_row(display.text(f"questions: {split}"),
                       display.text(f"{n:,}  {manifest.questions_path(split)}"))
     table.add_row("corpus", display.text(str(manifest.corpus_path)))
     table.add_row("pages dir", display.text(str(manifest.pages_path)))

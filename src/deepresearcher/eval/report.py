@@ -139,15 +139,25 @@ def tool_errors(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return {"failed_searches": searches, "failed_pages": pages}
 
 
-# The agent loop records an episode's error as "policy KIND: …", "internal error: TYPE: …" or
-# "TYPE: …" (agent/loop.py).
+# Files written before trajectories carried ``error_kind``: the agent loop wrote an episode's
+# error as "policy KIND: …", "internal error: TYPE: …" or "TYPE: …" (agent/loop.py).
 _ERROR_KIND = re.compile(r"(policy [\w-]+|internal error: \w+|\w+):")
 _EXAMPLE_CHARS = 300
 
 
+def episode_error_kind(row: Mapping[str, Any]) -> str:
+    """The cause of a failed episode: the ``error_kind`` its trajectory recorded (``policy
+    timeout``, ``cache locked``, ``internal KeyError``, ...), else read from its error message."""
+    recorded = (row.get("trajectory") or {}).get("error_kind")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return error_kind(row.get("error"))
+
+
 def error_kind(error: str | None) -> str:
-    """The cause of a failed episode, from its error message: ``policy http_error``,
-    ``policy timeout``, ``internal KeyError``, ``CacheError``, ...; ``unknown`` without one."""
+    """The cause of a failed episode, from its error message (files without ``error_kind``):
+    ``policy http_error``, ``policy timeout``, ``internal KeyError``, ``CacheError``, ...;
+    ``unknown`` without one."""
     if not error:
         return "unknown"
     match = _ERROR_KIND.match(error)
@@ -163,7 +173,7 @@ def failures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     examples: dict[str, str] = {}
     for r in failed:
-        kind = error_kind(r.get("error"))
+        kind = episode_error_kind(r)
         kinds[kind] = kinds.get(kind, 0) + 1
         examples.setdefault(kind, str(r.get("error") or "")[:_EXAMPLE_CHARS])
     order = sorted(kinds, key=lambda k: (-kinds[k], k))

@@ -50,7 +50,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from deepresearcher.errors import CacheError, ConfigError, DataError, SearchError
+from deepresearcher.errors import (
+    CacheCorrupt,
+    CacheError,
+    CacheIsDirectory,
+    CacheLocked,
+    CacheNotACache,
+    CacheNotSQLite,
+    CacheSchemaVersion,
+    CacheUnreadable,
+    CacheUnwritable,
+    ConfigError,
+    DataError,
+    SearchError,
+)
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.usage import record
 from deepresearcher.types import SearchHit, SearchResult
@@ -103,13 +116,14 @@ DAMAGED_HINT = ("move the file aside (a run starts a new cache there), or rebuil
 class CacheMissError(SearchError):
     """Replay mode found no cached answer for a request (replay fails closed)."""
 
+    kind = "cache_miss"
+
     def __init__(self, namespace: str, key: str, params: Mapping[str, Any]) -> None:
         what = params.get("query", None)
         shown = f"query {what!r}" if what is not None else f"params {_canonical(params)}"
         super().__init__(
             f"cache miss in replay mode: {namespace}/{key[:16]} ({shown}); replay mode fails "
             "closed and never calls upstream",
-            kind="cache_miss",
             hint="run again with --cache-mode read-write (tools.cache_mode in a recipe) to record "
             "it, or `deepresearcher cache import` a cache that has it",
         )
@@ -208,25 +222,25 @@ def _cache_error(path: Path, exc: sqlite3.Error) -> CacheError:
     msg = str(exc)
     low = msg.lower()
     if "not a database" in low:
-        return CacheError(f"{path} is not a tool cache: not a SQLite database", kind="not_sqlite",
-                          hint="pass the path of a tool cache, or a new file name for a new one")
+        return CacheNotSQLite(f"{path} is not a tool cache: not a SQLite database",
+                              hint="pass the path of a tool cache, or a new file name for a "
+                              "new one")
     if "malformed" in low or "corrupt" in low:
-        return CacheError(f"the tool cache {path} is damaged ({msg})", kind="corrupt",
-                          hint=DAMAGED_HINT)
+        return CacheCorrupt(f"the tool cache {path} is damaged ({msg})", hint=DAMAGED_HINT)
     if "readonly" in low or "read-only" in low:
-        return CacheError(f"cannot write the tool cache {path} ({msg})", kind="unwritable",
-                          hint="use --cache-mode replay to only read it, or pass a --cache path "
-                          "this user can write")
+        return CacheUnwritable(f"cannot write the tool cache {path} ({msg})",
+                               hint="use --cache-mode replay to only read it, or pass a "
+                               "--cache path this user can write")
     if "unable to open" in low:
-        return CacheError(f"cannot open the tool cache {path} ({msg})",
-                          kind="unreadable" if path.exists() else "unwritable",
-                          hint="check that its folder exists and this user may read and write "
-                          "there, or pass another --cache path")
+        unopened = CacheUnreadable if path.exists() else CacheUnwritable
+        return unopened(f"cannot open the tool cache {path} ({msg})",
+                        hint="check that its folder exists and this user may read and write "
+                        "there, or pass another --cache path")
     if "locked" in low or "busy" in low:
-        return CacheError(f"the tool cache {path} stayed locked ({msg})", kind="locked",
-                          hint="another process holds a long write on it: wait, or pass another "
-                          "--cache path")
-    return CacheError(f"the tool cache {path} failed: {msg}", kind="error")
+        return CacheLocked(f"the tool cache {path} stayed locked ({msg})",
+                           hint="another process holds a long write on it: wait, or pass another "
+                           "--cache path")
+    return CacheError(f"the tool cache {path} failed: {msg}")
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
@@ -240,15 +254,15 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
     if columns != _COLUMNS:
         found = (f"its cache table has columns {', '.join(columns)}" if "cache" in tables
                  else f"its tables: {', '.join(tables[:8])}")
-        raise CacheError(
-            f"{path} is a SQLite database but not a tool cache ({found})", kind="not_a_cache",
+        raise CacheNotACache(
+            f"{path} is a SQLite database but not a tool cache ({found})",
             hint="pass another --cache path; this file belongs to something else and was left "
             "as it is")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version not in (0, SCHEMA_VERSION):
-        raise CacheError(
+        raise CacheSchemaVersion(
             f"{path} is a tool cache of schema version {version}; this deepresearcher reads "
-            f"version {SCHEMA_VERSION}", kind="schema_version",
+            f"version {SCHEMA_VERSION}",
             hint="use the deepresearcher version that wrote it, or pass a new --cache path")
     return False
 
@@ -290,15 +304,15 @@ class _CacheFile:
     def _open(self) -> sqlite3.Connection:
         """A new connection to a checked file (see :func:`_check_schema`)."""
         if self.path.is_dir():
-            raise CacheError(f"{self.path} is a directory, not a tool cache file",
-                             kind="is_directory",
-                             hint=f"pass a file path, e.g. {self.path / 'cache.sqlite'}")
+            raise CacheIsDirectory(f"{self.path} is a directory, not a tool cache file",
+                                   hint=f"pass a file path, e.g. {self.path / 'cache.sqlite'}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheError(f"cannot create the folder of the tool cache {self.path} "
-                             f"({exc.strerror or exc})", kind="unwritable",
-                             hint="pass a --cache path in a folder this user can write") from exc
+            raise CacheUnwritable(f"cannot create the folder of the tool cache {self.path} "
+                                  f"({exc.strerror or exc})",
+                                  hint="pass a --cache path in a folder this user can write",
+                                  ) from exc
         try:
             conn = sqlite3.connect(
                 str(self.path),
@@ -852,10 +866,10 @@ def _check_writable(path: Path) -> None:
     """A read-write cache must be able to write the file and, for WAL, its folder."""
     where = path if path.exists() else path.parent
     if not os.access(where, os.W_OK) or not os.access(path.parent, os.W_OK):
-        raise CacheError(f"cannot write the tool cache {path} (no write permission on {where})",
-                         kind="unwritable",
-                         hint="use --cache-mode replay to only read it, or pass a --cache path "
-                         "this user can write")
+        raise CacheUnwritable(f"cannot write the tool cache {path} (no write permission on "
+                              f"{where})",
+                              hint="use --cache-mode replay to only read it, or pass a "
+                              "--cache path this user can write")
 
 
 def _open_export(out: Path, tmp: Path) -> Any:

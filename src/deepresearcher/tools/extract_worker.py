@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from deepresearcher.errors import ConfigError, ExtractError
+from deepresearcher.errors import ConfigError, ExtractError, ExtractTimeoutError
 from deepresearcher.tools.extract import FAST_PATH_CHARS, ExtractedPage, extract
 
 __all__ = [
@@ -71,10 +71,6 @@ _WARM_IMPORTS = ("pypdfium2", "resiliparse.extract.html2text", "resiliparse.pars
                  "resiliparse.parse.html")
 
 _Request = tuple[bytes, "str | None", str, int]  # content, content type, url, fast_path_chars
-
-
-class ExtractTimeoutError(ExtractError):
-    """Extraction did not finish within its deadline (its worker was killed)."""
 
 
 class ExtractPool:

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-from deepresearcher.errors import ConfigError, ExtractError, FetchError
+from deepresearcher.errors import (
+    ConfigError,
+    ExtractError,
+    FetchBlocked,
+    FetchError,
+    FetchExtractFailed,
+    FetchExtractTimeout,
+    FetchNotFound,
+    FetchUnsupportedURL,
+)
 from deepresearcher.tools.chunking import DEFAULT_CHUNK_CHARS, chunk_text
 from deepresearcher.tools.extract_worker import (
     EXTRACT_TIMEOUT_S,
@@ -82,16 +91,15 @@ class LocalFetcher:
         self._inflight: dict[str, asyncio.Future[Document]] = {}
 
     async def fetch(self, url: str) -> Document:
-        """The document at ``url``. Raises :class:`FetchError` (``kind``: unsupported, blocked,
-        not_found, extract_failed, extract_timeout, error)."""
+        """The document at ``url``. Raises a :class:`FetchError`: ``FetchUnsupportedURL``,
+        ``FetchBlocked``, ``FetchNotFound``, ``FetchExtractFailed``, ``FetchExtractTimeout``, or
+        the base class for an unreadable file or a failing index."""
         try:
             slug: str | None = self._slug(url)
-        except FetchError as exc:
+        except FetchUnsupportedURL:
             # A URL outside this site (another local site, a web address) is still served when
             # the index holds passages under it: the index's own search results name them so.
-            if exc.kind != "unsupported" or self.index is None:
-                raise
-            if not await self._index_passages(url):
+            if self.index is None or not await self._index_passages(url):
                 raise
             slug = None
         key = f"{LOCAL_SCHEME}{self.site}/{slug}" if slug is not None else url
@@ -121,24 +129,22 @@ class LocalFetcher:
         """The validated page path inside the site, or a :class:`FetchError`."""
         if not url.startswith(LOCAL_SCHEME):
             scheme = _SCHEME.match(url)
-            raise FetchError(
+            raise FetchUnsupportedURL(
                 f"unsupported URL {url!r}: scheme {scheme.group(1)!r}"
                 if scheme
                 else f"unsupported URL {url!r}: not a local:// URL",
-                kind="unsupported",
                 url=url,
                 hint=_WEB_HINT,
             )
         rest = url[len(LOCAL_SCHEME) :].split("#", 1)[0]
         site, sep, raw_slug = rest.partition("/")
         if not site:
-            raise FetchError(
-                f"blocked URL {url!r}: absolute paths are not pages", kind="blocked", url=url
+            raise FetchBlocked(
+                f"blocked URL {url!r}: absolute paths are not pages", url=url
             )
         if site != self.site:
-            raise FetchError(
+            raise FetchUnsupportedURL(
                 f"unsupported URL {url!r}: unknown site {site!r} (this fetcher serves {self.site!r})",
-                kind="unsupported",
                 url=url,
                 hint=f"local pages are local://{self.site}/<page>",
             )
@@ -151,11 +157,11 @@ class LocalFetcher:
                 break
             slug = decoded
         if not sep or not slug.strip():
-            raise FetchError(f"not found: {url!r} names no page", kind="not_found", url=url)
+            raise FetchNotFound(f"not found: {url!r} names no page", url=url)
         parts = slug.replace("\\", "/").split("/")
         if slug.startswith(("/", "\\")) or "\x00" in slug or any(p in ("..", ".") for p in parts):
-            raise FetchError(
-                f"blocked URL {url!r}: the page path leaves the site", kind="blocked", url=url
+            raise FetchBlocked(
+                f"blocked URL {url!r}: the page path leaves the site", url=url
             )
         return slug
 
@@ -177,8 +183,8 @@ class LocalFetcher:
                 )
         where = [str(self.pages_dir)] if self.pages_dir is not None else []
         where += ["the search index"] if self.index is not None else []
-        raise FetchError(
-            f"not found: {key!r} (looked in {' and '.join(where)})", kind="not_found", url=key
+        raise FetchNotFound(
+            f"not found: {key!r} (looked in {' and '.join(where)})", url=key
         )
 
     def _find_file(self, key: str, slug: str) -> Path | None:
@@ -191,8 +197,8 @@ class LocalFetcher:
             resolved = candidate.resolve()
             # Also catches symlinks inside the folder that point out of it.
             if not resolved.is_relative_to(self.pages_dir):
-                raise FetchError(
-                    f"blocked URL {key!r}: the page path leaves the site", kind="blocked", url=key
+                raise FetchBlocked(
+                    f"blocked URL {key!r}: the page path leaves the site", url=key
                 )
             if resolved.is_file():
                 return resolved
@@ -202,7 +208,7 @@ class LocalFetcher:
         try:
             content = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            raise FetchError(f"cannot read {key!r}: {exc}", kind="error", url=key) from exc
+            raise FetchError(f"cannot read {key!r}: {exc}", url=key) from exc
         # A pages folder is as untrusted as the web (a world built from crawled pages).
         try:
             page = await extract_bounded(
@@ -210,9 +216,9 @@ class LocalFetcher:
                 timeout_s=self.extract_timeout_s,
             )
         except ExtractTimeoutError as exc:
-            raise FetchError(str(exc), kind="extract_timeout", url=key, hint=exc.hint) from exc
+            raise FetchExtractTimeout(str(exc), url=key, hint=exc.hint) from exc
         except ExtractError as exc:
-            raise FetchError(str(exc), kind="extract_failed", url=key, hint=exc.hint) from exc
+            raise FetchExtractFailed(str(exc), url=key, hint=exc.hint) from exc
         title = page.title or path.stem.replace("_", " ")
         chunks = await asyncio.to_thread(chunk_text, page.text, self.chunk_chars)
         return Document(url=key, title=title, chunks=tuple(chunks), content_type=page.content_type)
@@ -223,7 +229,7 @@ class LocalFetcher:
             found = await asyncio.to_thread(self.index.passages_for_url, url)
         except Exception as exc:  # the index is duck-typed: any failure of it is a fetch error
             raise FetchError(
-                f"the search index failed on {url!r}: {exc}", kind="error", url=url
+                f"the search index failed on {url!r}: {exc}", url=url
             ) from exc
         return [(str(title), str(text)) for title, text in found if str(text).strip()]
 

@@ -147,14 +147,30 @@ _STEP = 256 * 1024
 
 
 class BodyError(Exception):
-    """A body that cannot be read within its limits. ``kind``: ``too_large`` (more than ``limit``
-    bytes after decoding, or on the wire), ``unsupported_encoding`` (a coding not asked for),
-    ``corrupt`` (a compressed stream that does not decode)."""
+    """A body that cannot be read within its limits (a helper's error: callers turn it into their
+    own family's). ``detail``: the short reason, e.g. "decoded: over 8,454,144 bytes".
 
-    def __init__(self, message: str, *, kind: str, detail: str = "") -> None:
+        BodyError
+        ├── BodyTooLarge             more than ``limit`` bytes after decoding, or on the wire
+        ├── BodyUnsupportedEncoding  a content coding that was not asked for
+        └── BodyCorrupt              a compressed stream that does not decode
+    """
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)
-        self.kind = kind
-        self.detail = detail or message  # the short reason, e.g. "decoded: over 8,454,144 bytes"
+        self.detail = detail or message
+
+
+class BodyTooLarge(BodyError):
+    """The body passed its byte cap."""
+
+
+class BodyUnsupportedEncoding(BodyError):
+    """The body is encoded with a coding that was not asked for, or too many of them."""
+
+
+class BodyCorrupt(BodyError):
+    """A compressed body does not decode."""
 
 
 class _Inflater:
@@ -181,8 +197,7 @@ class _Inflater:
                     self._first = False
                     self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
                     continue
-                raise BodyError(f"the {self.coding} body does not decode ({exc})",
-                                kind="corrupt") from exc
+                raise BodyCorrupt(f"the {self.coding} body does not decode ({exc})") from exc
             self._first = False
             if out:
                 yield out
@@ -210,11 +225,11 @@ def _inflaters(content_encoding: str) -> list[_Inflater]:
     codings = [c for c in codings if c and c != "identity"]
     refused = [c for c in codings if c not in _CODINGS]
     if refused:
-        raise BodyError(f"the reply is encoded with {', '.join(refused)}, which was not asked "
-                        f"for (Accept-Encoding: {ACCEPT_ENCODING})", kind="unsupported_encoding")
+        raise BodyUnsupportedEncoding(f"the reply is encoded with {', '.join(refused)}, which "
+                                      f"was not asked for (Accept-Encoding: {ACCEPT_ENCODING})")
     if len(codings) > MAX_CODINGS:
-        raise BodyError(f"the reply stacks {len(codings)} content codings ({content_encoding}); "
-                        f"at most {MAX_CODINGS} are decoded", kind="unsupported_encoding")
+        raise BodyUnsupportedEncoding(f"the reply stacks {len(codings)} content codings "
+                                      f"({content_encoding}); at most {MAX_CODINGS} are decoded")
     return [_Inflater(_CODINGS[c]) for c in reversed(codings)]
 
 
@@ -232,10 +247,9 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     wire = 0
     counts = [0] * len(layers)
 
-    def too_large(what: str, size: int) -> BodyError:
+    def too_large(what: str, size: int) -> BodyTooLarge:
         detail = f"{what}: over {size:,} bytes"
-        return BodyError(f"the body passed the {limit:,}-byte cap ({detail})", kind="too_large",
-                         detail=detail)
+        return BodyTooLarge(f"the body passed the {limit:,}-byte cap ({detail})", detail=detail)
 
     def push(level: int, pieces: Iterator[bytes]) -> None:
         """Feed ``pieces`` (output of layer ``level - 1``, or the wire) through layer ``level``."""

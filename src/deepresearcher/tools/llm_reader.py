@@ -21,7 +21,16 @@ from typing import Any
 
 import httpx
 
-from deepresearcher.errors import ReaderError
+from deepresearcher.errors import (
+    ReaderAuthFailed,
+    ReaderBadResponse,
+    ReaderError,
+    ReaderHTTPError,
+    ReaderRateLimited,
+    ReaderServerError,
+    ReaderTimeout,
+    ReaderUnreachable,
+)
 from deepresearcher.tools.cache import ToolCache
 from deepresearcher.tools.http import (
     RETRY_STATUSES,
@@ -64,7 +73,7 @@ _NOTHING = re.compile(
     re.I,
 )
 _FALSE_WORDS = frozenset({"false", "no", "stop", "0", "n", "done"})
-_RETRY_KINDS = frozenset({"rate_limited", "server", "unreachable"})
+_RETRY_ERRORS = (ReaderRateLimited, ReaderServerError, ReaderUnreachable)
 
 
 @dataclass(frozen=True)
@@ -280,15 +289,14 @@ class LLMReader:
                         send_bounded(client, request, reply_limit(self.max_tokens)),
                         self.timeout_s)
             except BodyError as exc:
-                raise ReaderError(f"the reader model at {url} sent a reply too large or "
-                                  f"malformed: {exc}", kind="bad_response") from exc
+                raise ReaderBadResponse(f"the reader model at {url} sent a reply too large or "
+                                        f"malformed: {exc}") from exc
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                raise ReaderError(f"the reader model at {url} did not answer in time",
-                                  kind="timeout") from exc
+                raise ReaderTimeout(f"the reader model at {url} did not answer in time") from exc
             except httpx.HTTPError as exc:
-                raise ReaderError(redact(f"cannot reach the reader model at {url}: {exc}"),
-                                  kind="unreachable",
-                                  hint="check --reader-base-url and that the server is up") from exc
+                raise ReaderUnreachable(
+                    redact(f"cannot reach the reader model at {url}: {exc}"),
+                    hint="check --reader-base-url and that the server is up") from exc
             if response.status_code >= 400:
                 raise _http_error(response, url, self.api_key_env, redact)
             try:
@@ -296,8 +304,8 @@ class LLMReader:
                 text = data["choices"][0]["message"].get("content") or ""
                 usage = data.get("usage") or {}
             except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                raise ReaderError(f"malformed reply from {url}: {response.text[:200]!r}",
-                                  kind="bad_response") from exc
+                raise ReaderBadResponse(
+                    f"malformed reply from {url}: {response.text[:200]!r}") from exc
             note = parse_reply(str(text))
             prompt_chars = sum(len(m["content"]) for m in messages)
             return {
@@ -310,8 +318,8 @@ class LLMReader:
 
         return await with_retries(
             attempt, self.retry,
-            should_retry=lambda exc: getattr(exc, "kind", None) in _RETRY_KINDS,
-            wait_asked=lambda exc: getattr(exc, "retry_after", None),
+            should_retry=lambda exc: isinstance(exc, _RETRY_ERRORS),
+            wait_asked=lambda exc: exc.retry_after if isinstance(exc, ReaderError) else None,
             label=f"reader call to {self.model}",
         )
 
@@ -331,13 +339,8 @@ def _http_error(response: httpx.Response, url: str, key_env: str,
         detail = response.text[:200]
     message = redact(f"the reader model at {url} answered {status}: {detail}")
     if status in (401, 403):
-        return ReaderError(message, kind="auth", hint=f"set a valid key in ${key_env}")
-    if status == 429:
-        kind = "rate_limited"
-    elif status in RETRY_STATUSES:
-        kind = "server"
-    else:
-        kind = "http_error"
-    error = ReaderError(message, kind=kind)
-    error.retry_after = retry_after(response.headers)  # type: ignore[attr-defined]
-    return error
+        return ReaderAuthFailed(message, hint=f"set a valid key in ${key_env}")
+    error: type[ReaderError] = (ReaderRateLimited if status == 429
+                                else ReaderServerError if status in RETRY_STATUSES
+                                else ReaderHTTPError)
+    return error(message, retry_after=retry_after(response.headers))

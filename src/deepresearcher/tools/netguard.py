@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from deepresearcher.errors import FetchError
+from deepresearcher.errors import FetchBlocked, FetchNetworkError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -101,22 +101,22 @@ class AddressGuard:
         )
 
     def check_url(self, url: str) -> Target:
-        """The URL's scheme, host and port, or ``FetchError(kind="blocked")`` for a scheme other
+        """The URL's scheme, host and port, or ``FetchBlocked`` for a scheme other
         than http(s) or a URL without a host. Literal IP hosts are checked here too."""
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise FetchError(f"blocked URL {url!r}: {exc}", kind="blocked", url=url) from exc
+            raise FetchBlocked(f"blocked URL {url!r}: {exc}", url=url) from exc
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
-            raise FetchError(
+            raise FetchBlocked(
                 f"blocked URL {url!r}: scheme {scheme or '(none)'!r} is not http or https",
-                kind="blocked", url=url, hint=_ALLOW_HINT,
+                url=url, hint=_ALLOW_HINT,
             )
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
-            raise FetchError(f"blocked URL {url!r}: no host", kind="blocked", url=url)
+            raise FetchBlocked(f"blocked URL {url!r}: no host", url=url)
         target = Target(url=url, scheme=scheme, host=host,
                         port=port or (443 if scheme == "https" else 80))
         literal = _literal_ip(host)
@@ -125,7 +125,7 @@ class AddressGuard:
         return target
 
     def check_address(self, target: Target, address: IPAddress) -> None:
-        """Raise ``FetchError(kind="blocked")`` unless ``target`` may connect to ``address``."""
+        """Raise ``FetchBlocked`` unless ``target`` may connect to ``address``."""
         if any(address in net for net in self.allow_networks if net.version == address.version):
             return
         reason = blocked_reason(address)
@@ -139,9 +139,8 @@ class AddressGuard:
         elif target.host in self.allow_hosts or self.allow_private:
             return
         shown = target.host if target.host == str(address) else f"{target.host} ({address})"
-        raise FetchError(
-            f"blocked URL {target.url!r}: {shown} is {reason}",
-            kind="blocked", url=target.url, hint=_ALLOW_HINT,
+        raise FetchBlocked(
+            f"blocked URL {target.url!r}: {shown} is {reason}", url=target.url, hint=_ALLOW_HINT,
         )
 
     async def resolve(self, target: Target) -> IPAddress:
@@ -154,8 +153,8 @@ class AddressGuard:
         try:
             infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise FetchError(
-                f"cannot resolve {target.host!r}: {exc}", kind="network", url=target.url,
+            raise FetchNetworkError(
+                f"cannot resolve {target.host!r}: {exc}", url=target.url,
                 hint="check the host name and this machine's DNS",
             ) from exc
         addresses: list[IPAddress] = []
@@ -165,8 +164,8 @@ class AddressGuard:
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
-            raise FetchError(f"{target.host!r} resolves to no address", kind="network",
-                             url=target.url)
+            raise FetchNetworkError(f"{target.host!r} resolves to no address",
+                                    url=target.url)
         for address in addresses:
             self.check_address(target, address)
         return addresses[0]

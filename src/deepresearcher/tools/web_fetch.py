@@ -4,9 +4,10 @@ Every hop of a redirect chain is checked by the :class:`~deepresearcher.tools.ne
 after DNS resolution, and the connection goes to the address that was checked. Time, redirects and
 bytes are capped (bytes after decompression, so a gzip bomb stops at the cap). Pages are extracted
 (:mod:`deepresearcher.tools.extract`) and chunked; extracted pages go through the shared tool cache
-(namespace ``page``) when one is given. Failures are ``FetchError`` with a ``kind``: blocked,
-timeout, too_large, too_many_redirects, http_status, unsupported_type, unsupported_encoding,
-extract_failed, extract_timeout, network.
+(namespace ``page``) when one is given. Failures are subclasses of ``FetchError``:
+``FetchBlocked``, ``FetchTimeout``, ``FetchTooLarge``, ``FetchTooManyRedirects``,
+``FetchHTTPStatus``, ``FetchUnsupportedType``, ``FetchUnsupportedEncoding``, ``FetchExtractFailed``,
+``FetchExtractTimeout``, ``FetchNetworkError``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ from urllib.parse import urljoin
 import httpx
 
 from deepresearcher import __version__
-from deepresearcher.errors import ConfigError, ExtractError, FetchError
+from deepresearcher.errors import (
+    ConfigError,
+    ExtractError,
+    FetchError,
+    FetchExtractFailed,
+    FetchExtractTimeout,
+    FetchHTTPStatus,
+    FetchNetworkError,
+    FetchTimeout,
+    FetchTooLarge,
+    FetchTooManyRedirects,
+    FetchUnsupportedEncoding,
+    FetchUnsupportedType,
+)
 from deepresearcher.tools.cache import ToolCache
 from deepresearcher.tools.chunking import DEFAULT_CHUNK_CHARS, chunk_text
 from deepresearcher.tools.extract import FAST_PATH_CHARS, sniff_content_type
@@ -30,7 +44,14 @@ from deepresearcher.tools.extract_worker import (
     ExtractTimeoutError,
     extract_bounded,
 )
-from deepresearcher.tools.http import ACCEPT_ENCODING, BodyError, PerLoop, read_body
+from deepresearcher.tools.http import (
+    ACCEPT_ENCODING,
+    BodyError,
+    BodyTooLarge,
+    BodyUnsupportedEncoding,
+    PerLoop,
+    read_body,
+)
 from deepresearcher.tools.netguard import AddressGuard, IPAddress, Target
 from deepresearcher.tools.ratelimit import RateLimiter
 from deepresearcher.tools.usage import record
@@ -190,17 +211,17 @@ class WebFetcher:
                 self._download(url), timeout=self.total_timeout_s
             )
         except asyncio.TimeoutError as exc:
-            raise FetchError(
-                f"fetching {url!r} took over {self.total_timeout_s:g} s", kind="timeout", url=url,
+            raise FetchTimeout(
+                f"fetching {url!r} took over {self.total_timeout_s:g} s", url=url,
                 hint="the site is slow or drips bytes; to wait longer raise --fetch-timeout "
                 "(tools.fetch_timeout_s in a recipe)",
             ) from exc
         record(fetch_bytes=len(body))
         sniffed = sniff_content_type(body[:65536], content_type)
         if sniffed == "application/octet-stream":
-            raise FetchError(
+            raise FetchUnsupportedType(
                 f"{url!r} is binary ({content_type or 'no content type'}), not HTML, PDF or text",
-                kind="unsupported_type", url=url,
+                url=url,
             )
         try:
             page = await extract_bounded(
@@ -208,9 +229,9 @@ class WebFetcher:
                 fast_path_chars=self.fast_path_chars, timeout_s=self.extract_timeout_s,
             )
         except ExtractTimeoutError as exc:
-            raise FetchError(str(exc), kind="extract_timeout", url=url, hint=exc.hint) from exc
+            raise FetchExtractTimeout(str(exc), url=url, hint=exc.hint) from exc
         except ExtractError as exc:
-            raise FetchError(str(exc), kind="extract_failed", url=url, hint=exc.hint) from exc
+            raise FetchExtractFailed(str(exc), url=url, hint=exc.hint) from exc
         return FetchedPage(final_url, page.title, page.text, page.content_type, len(body))
 
     # -- the network -----------------------------------------------------------------------------
@@ -245,16 +266,15 @@ class WebFetcher:
                     if response.status_code in REDIRECT_STATUSES:
                         location = response.headers.get("location")
                         if not location:
-                            raise FetchError(
+                            raise FetchHTTPStatus(
                                 f"{current!r} answered {response.status_code} without a Location",
-                                kind="http_status", url=url,
+                                url=url,
                             )
                         current = urljoin(current, location.strip())
                         continue
                     if response.status_code >= 400:
-                        raise FetchError(
-                            f"{current!r} answered HTTP {response.status_code}",
-                            kind="http_status", url=url,
+                        raise FetchHTTPStatus(
+                            f"{current!r} answered HTTP {response.status_code}", url=url,
                             hint="the page is missing or refused (see the status)",
                         )
                     content_type = response.headers.get("content-type")
@@ -266,8 +286,8 @@ class WebFetcher:
                     return current, content_type, body
                 finally:
                     await response.aclose()
-        raise FetchError(
-            f"{url!r} redirected more than {self.max_redirects} times", kind="too_many_redirects",
+        raise FetchTooManyRedirects(
+            f"{url!r} redirected more than {self.max_redirects} times",
             url=url, hint="a redirect loop, or raise tools.max_redirects in a recipe",
         )
 
@@ -287,17 +307,18 @@ class WebFetcher:
         try:
             return await client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            raise FetchError(f"{target.url!r} timed out ({type(exc).__name__})", kind="timeout",
-                             url=target.url) from exc
+            raise FetchTimeout(f"{target.url!r} timed out ({type(exc).__name__})",
+                               url=target.url) from exc
         except httpx.HTTPError as exc:
-            raise FetchError(f"cannot fetch {target.url!r}: {type(exc).__name__}: {exc}",
-                             kind="network", url=target.url) from exc
+            raise FetchNetworkError(f"cannot fetch {target.url!r}: {type(exc).__name__}: {exc}",
+                                    url=target.url) from exc
 
     def _check_type(self, url: str, content_type: str | None) -> None:
         mime = (content_type or "").split(";", 1)[0].strip().lower()
         if mime.startswith(_UNREADABLE_PREFIXES) or mime in _UNREADABLE_TYPES:
-            raise FetchError(
-                f"{url!r} is {mime}, not HTML, PDF or text", kind="unsupported_type", url=url,
+            raise FetchUnsupportedType(
+                f"{url!r} is {mime}, not HTML, PDF or text",
+                url=url,
                 hint="only HTML, PDF and plain-text pages can be read",
             )
 
@@ -306,21 +327,22 @@ class WebFetcher:
             # Decoded by us, the cap counted on decoded bytes as they come: a gzip bomb stops at
             # the cap, and codings that were not asked for (br, zstd) are refused.
             return await read_body(response, self.max_bytes)
-        except BodyError as exc:
-            if exc.kind == "too_large":
-                raise self._too_large(url, exc.detail) from exc
-            raise FetchError(f"{url!r}: {exc}", url=url,
-                             kind="network" if exc.kind == "corrupt" else exc.kind) from exc
+        except BodyTooLarge as exc:
+            raise self._too_large(url, exc.detail) from exc
+        except BodyUnsupportedEncoding as exc:
+            raise FetchUnsupportedEncoding(f"{url!r}: {exc}", url=url) from exc
+        except BodyError as exc:  # a compressed body that does not decode
+            raise FetchNetworkError(f"{url!r}: {exc}", url=url) from exc
         except httpx.TimeoutException as exc:
-            raise FetchError(f"{url!r} stopped sending ({type(exc).__name__})", kind="timeout",
-                             url=url) from exc
+            raise FetchTimeout(f"{url!r} stopped sending ({type(exc).__name__})",
+                               url=url) from exc
         except httpx.TransportError as exc:
-            raise FetchError(f"{url!r}: the download failed ({type(exc).__name__}: {exc})",
-                             kind="network", url=url) from exc
+            raise FetchNetworkError(
+                f"{url!r}: the download failed ({type(exc).__name__}: {exc})", url=url) from exc
 
     def _too_large(self, url: str, what: str) -> FetchError:
-        return FetchError(
-            f"{url!r} is larger than the {self.max_bytes:,}-byte cap ({what})", kind="too_large",
+        return FetchTooLarge(
+            f"{url!r} is larger than the {self.max_bytes:,}-byte cap ({what})",
             url=url,
             hint="to read bigger pages raise --max-page-bytes (tools.max_page_bytes in a recipe)",
         )

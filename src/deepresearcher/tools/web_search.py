@@ -3,9 +3,9 @@
 Every provider is a :class:`~deepresearcher.tools.base.SearchBackend` returning the same
 :class:`~deepresearcher.types.SearchHit` schema. API keys are read from the environment only
 (``SERPER_API_KEY``, ``TAVILY_API_KEY``, ``BRAVE_API_KEY``); endpoints come from the constructor,
-then ``<PROVIDER>_ENDPOINT``, then the public default. Failures are :class:`WebSearchError` with a
-``kind`` (auth, quota, rate_limited, timeout, server, malformed, unreachable, ...); transient ones
-are retried with jittered backoff that honors ``Retry-After``.
+then ``<PROVIDER>_ENDPOINT``, then the public default. Failures are subclasses of
+:class:`~deepresearcher.errors.SearchError` (``SearchAuthFailed``, ``SearchQuotaExhausted``,
+``SearchRateLimited``, ...) naming the provider; transient ones are retried with jittered backoff that honors ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -24,15 +24,28 @@ from typing import Any, ClassVar
 
 import httpx
 
-from deepresearcher.errors import ConfigError, SearchError
+from deepresearcher.errors import (
+    ConfigError,
+    SearchAuthFailed,
+    SearchBadQuery,
+    SearchError,
+    SearchHTTPError,
+    SearchMalformedReply,
+    SearchMisconfigured,
+    SearchQuotaExhausted,
+    SearchRateLimited,
+    SearchServerError,
+    SearchTimeout,
+    SearchUnreachable,
+)
 from deepresearcher.tools.base import SearchBackend
 from deepresearcher.tools.http import BodyError, Retry, retry_after, send_bounded, with_retries
 from deepresearcher.tools.ratelimit import RateLimiter
 from deepresearcher.types import SearchHit, SearchResult
 
 __all__ = [
-    "FALLBACK_KINDS",
-    "RETRY_KINDS",
+    "FALLBACK_ERRORS",
+    "RETRY_ERRORS",
     "WEB_SEARCH_PROVIDERS",
     "BraveSearch",
     "DuckDuckGoSearch",
@@ -41,7 +54,6 @@ __all__ = [
     "SearxngSearch",
     "SerperSearch",
     "TavilySearch",
-    "WebSearchError",
     "open_web_search",
 ]
 
@@ -51,8 +63,10 @@ log = logging.getLogger(__name__)
 # a fallback chain. An auth failure is neither: it needs the user, and hiding it would cost money.
 # The most bytes (decoded) read from a search API's reply: result pages are tens of KB.
 SEARCH_REPLY_BYTES = 4 * 1024 * 1024
-RETRY_KINDS = frozenset({"rate_limited", "server", "timeout", "unreachable"})
-FALLBACK_KINDS = frozenset({"quota", "rate_limited", "server", "timeout", "unreachable"})
+RETRY_ERRORS: tuple[type[SearchError], ...] = (
+    SearchRateLimited, SearchServerError, SearchTimeout, SearchUnreachable,
+)
+FALLBACK_ERRORS: tuple[type[SearchError], ...] = (SearchQuotaExhausted, *RETRY_ERRORS)
 
 # How providers word "your credits/plan are used up" (in a 4xx body; some use 403 or 429 for it).
 _QUOTA_WORDS = re.compile(
@@ -63,30 +77,6 @@ _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
 
 FALLBACK_HINT = "or add a fallback provider, e.g. --search serper,searxng"
-
-
-class WebSearchError(SearchError):
-    """A web search provider failed.
-
-    ``kind`` says how (auth, quota, rate_limited, timeout, server, malformed, unreachable,
-    bad_query, config, http_error); ``provider`` names the provider; ``status`` is the HTTP status
-    when there was a reply; ``retry_after`` the wait in seconds the provider asked for, if any.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        provider: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, kind=kind, hint=hint)
-        self.provider = provider
-        self.status = status
-        self.retry_after = retry_after
 
 
 def clean_text(text: Any) -> str:
@@ -212,8 +202,8 @@ class HTTPSearch(abc.ABC):
         """The top ``k`` web hits for ``query`` (at most the provider's maximum per request)."""
         query = query.strip()
         if not query:
-            raise WebSearchError(
-                "empty query", kind="bad_query", provider=self.name, hint="search for some words"
+            raise SearchBadQuery(
+                "empty query", provider=self.name, hint="search for some words"
             )
         k = max(1, min(k, self.max_k))
         request = self._build(query, k)
@@ -221,8 +211,8 @@ class HTTPSearch(abc.ABC):
         data = await with_retries(
             lambda: self._attempt(request),
             self.retry,
-            should_retry=lambda exc: isinstance(exc, WebSearchError) and exc.kind in RETRY_KINDS,
-            wait_asked=lambda exc: exc.retry_after if isinstance(exc, WebSearchError) else None,
+            should_retry=lambda exc: isinstance(exc, RETRY_ERRORS),
+            wait_asked=lambda exc: exc.retry_after if isinstance(exc, SearchError) else None,
             label=f"{self.name} search",
         )
         try:
@@ -258,15 +248,15 @@ class HTTPSearch(abc.ABC):
     def _parse(self, data: Any) -> list[SearchHit]:
         """The hits of a decoded 2xx reply (raise on an unexpected shape)."""
 
-    def _failure(self, response: httpx.Response) -> WebSearchError:
+    def _failure(self, response: httpx.Response) -> SearchError:
         """The typed error for a reply that is not a 2xx."""
         status = response.status_code
         message = self._redact(error_message(response))
         what = f"{self.name} answered {status}: {message}"
         if 400 <= status < 500 and (status in (402, 432, 433) or _QUOTA_WORDS.search(message)):
             return self._error(
+                SearchQuotaExhausted,
                 what,
-                "quota",
                 response,
                 hint=f"the {self.name} plan is used up; top it up {FALLBACK_HINT}",
             )
@@ -276,28 +266,28 @@ class HTTPSearch(abc.ABC):
                 if self.key_env
                 else f"check that {self.endpoint} allows API access"
             )
-            return self._error(what, "auth", response, hint=hint)
+            return self._error(SearchAuthFailed, what, response, hint=hint)
         if status == 429:
             return self._error(
+                SearchRateLimited,
                 what,
-                "rate_limited",
                 response,
                 wait=retry_after(response.headers),
                 hint=f"lower tools.search_qps or tools.search_concurrency, {FALLBACK_HINT}",
             )
         if status >= 500:
             return self._error(
+                SearchServerError,
                 what,
-                "server",
                 response,
                 wait=retry_after(response.headers),
                 hint=f"{self.name} is having trouble; try again later {FALLBACK_HINT}",
             )
         if status == 408:
-            return self._error(what, "timeout", response)
+            return self._error(SearchTimeout, what, response)
         return self._error(
+            SearchHTTPError,
             what,
-            "http_error",
             response,
             hint=f"check the query and the options (region, language) and "
             f"that {self.endpoint} is the {self.name} API",
@@ -337,16 +327,14 @@ class HTTPSearch(abc.ABC):
             except BodyError as exc:
                 raise self._malformed(str(exc)) from exc
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                raise WebSearchError(
+                raise SearchTimeout(
                     f"{self.name}: no reply from {url} within {self.timeout:g} s",
-                    kind="timeout",
                     provider=self.name,
                     hint=f"raise tools.search_timeout_s, or check the network {FALLBACK_HINT}",
                 ) from exc
             except httpx.TransportError as exc:
-                raise WebSearchError(
+                raise SearchUnreachable(
                     self._redact(f"{self.name}: cannot reach {url}: {exc or type(exc).__name__}"),
-                    kind="unreachable",
                     provider=self.name,
                     hint=f"check the network and the endpoint ({self.endpoint_env})",
                 ) from exc
@@ -365,26 +353,24 @@ class HTTPSearch(abc.ABC):
 
     def _error(
         self,
+        error: type[SearchError],
         message: str,
-        kind: str,
         response: httpx.Response,
         *,
         wait: float | None = None,
         hint: str | None = None,
-    ) -> WebSearchError:
-        return WebSearchError(
+    ) -> SearchError:
+        return error(
             self._redact(message),
-            kind=kind,
             provider=self.name,
             status=response.status_code,
             retry_after=wait,
             hint=hint,
         )
 
-    def _malformed(self, why: str) -> WebSearchError:
-        return WebSearchError(
+    def _malformed(self, why: str) -> SearchError:
+        return SearchMalformedReply(
             self._redact(f"malformed reply from {self.name} at {self.endpoint}: {why}"),
-            kind="malformed",
             provider=self.name,
             hint=f"is {self.endpoint} the {self.name} API? check {self.endpoint_env}",
         )
@@ -531,13 +517,13 @@ class BraveSearch(HTTPSearch):
                 hits.append(SearchHit(clean_text(item.get("title")), str(item["url"]), snippet))
         return hits
 
-    def _failure(self, response: httpx.Response) -> WebSearchError:
+    def _failure(self, response: httpx.Response) -> SearchError:
         # Brave says what it thinks of the token in an error code, with 401, 403 or 422.
         message = error_message(response)
         if "SUBSCRIPTION_TOKEN_INVALID" in message or "TOKEN_INVALID" in message:
             return self._error(
+                SearchAuthFailed,
                 f"brave answered {response.status_code}: {message}",
-                "auth",
                 response,
                 hint=f"the key in ${self.key_env} was refused; check it at {self.key_url}",
             )
@@ -547,8 +533,8 @@ class BraveSearch(HTTPSearch):
             reset = _header_numbers(response.headers.get("x-ratelimit-reset"))
             if len(remaining) > 1 and remaining[-1] <= 0:
                 return self._error(
+                    SearchQuotaExhausted,
                     f"brave answered 429: monthly quota used up: {message}",
-                    "quota",
                     response,
                     hint=f"the Brave plan is used up; wait for the next month {FALLBACK_HINT}",
                 )
@@ -556,8 +542,8 @@ class BraveSearch(HTTPSearch):
             if wait is None and reset:
                 wait = reset[0]
             return self._error(
+                SearchRateLimited,
                 f"brave answered 429: {message}",
-                "rate_limited",
                 response,
                 wait=wait,
                 hint=f"lower tools.search_qps, {FALLBACK_HINT}",
@@ -620,12 +606,12 @@ class SearxngSearch(HTTPSearch):
             if item.get("url")
         ]
 
-    def _failure(self, response: httpx.Response) -> WebSearchError:
+    def _failure(self, response: httpx.Response) -> SearchError:
         if response.status_code == 403:
             return self._error(
+                SearchMisconfigured,
                 f"SearXNG at {self.endpoint} refused format=json (403): its JSON output is "
                 "disabled",
-                "config",
                 response,
                 hint="enable it in the instance's settings.yml under `search:` with "
                 "`formats: [html, json]`, then restart SearXNG",
@@ -689,11 +675,11 @@ class DuckDuckGoSearch:
         """The top ``k`` hits for ``query``."""
         query = query.strip()
         if not query:
-            raise WebSearchError("empty query", kind="bad_query", provider=self.name)
+            raise SearchBadQuery("empty query", provider=self.name)
         rows = await with_retries(
             lambda: self._attempt(query, k),
             self.retry,
-            should_retry=lambda exc: isinstance(exc, WebSearchError) and exc.kind in RETRY_KINDS,
+            should_retry=lambda exc: isinstance(exc, RETRY_ERRORS),
             label="ddgs search",
         )
         try:
@@ -705,8 +691,8 @@ class DuckDuckGoSearch:
                 if isinstance(row, dict) and row.get("href")
             ]
         except (KeyError, TypeError, AttributeError) as exc:
-            raise WebSearchError(
-                f"malformed ddgs results: {exc!r}", kind="malformed", provider=self.name
+            raise SearchMalformedReply(
+                f"malformed ddgs results: {exc!r}", provider=self.name
             ) from exc
         return SearchResult(query=query, hits=tuple(hits[:k]))
 
@@ -724,9 +710,8 @@ class DuckDuckGoSearch:
             try:
                 rows = await asyncio.wait_for(asyncio.to_thread(run), self.timeout)
             except asyncio.TimeoutError as exc:
-                raise WebSearchError(
+                raise SearchTimeout(
                     f"ddgs: no results within {self.timeout:g} s",
-                    kind="timeout",
                     provider=self.name,
                 ) from exc
             except Exception as exc:
@@ -735,24 +720,22 @@ class DuckDuckGoSearch:
                     return []
                 raise error from exc
         if not isinstance(rows, list):
-            raise WebSearchError(
+            raise SearchMalformedReply(
                 f"malformed ddgs results: a {type(rows).__name__}, not a list",
-                kind="malformed",
                 provider=self.name,
             )
         return rows
 
 
-def _ddgs_error(exc: Exception) -> WebSearchError | None:
+def _ddgs_error(exc: Exception) -> SearchError | None:
     """The typed error for an exception from ``ddgs`` (None: it only meant "no results")."""
-    kind = {"RatelimitException": "rate_limited", "TimeoutException": "timeout"}.get(
+    error = {"RatelimitException": SearchRateLimited, "TimeoutException": SearchTimeout}.get(
         type(exc).__name__
     )
-    if kind is None and "no results" in str(exc).lower():
+    if error is None and "no results" in str(exc).lower():
         return None
-    return WebSearchError(
+    return (error or SearchUnreachable)(
         f"ddgs failed: {exc or type(exc).__name__}",
-        kind=kind or "unreachable",
         provider="ddgs",
         hint="ddgs scrapes search sites and gets blocked under load; slow down, or use an API "
         "provider (serper, tavily, brave, searxng)",
@@ -760,12 +743,15 @@ def _ddgs_error(exc: Exception) -> WebSearchError | None:
 
 
 class FallbackSearch:
-    """Tries providers in order: on a failure of a kind in ``fall_through`` (quota, rate limits,
+    """Tries providers in order: on a failure of a class in ``fall_through`` (quota, rate limits,
     server trouble, timeouts, unreachable by default) the next one answers; other failures (a
     refused key above all) are raised at once."""
 
     def __init__(
-        self, backends: Sequence[SearchBackend], *, fall_through: frozenset[str] = FALLBACK_KINDS
+        self,
+        backends: Sequence[SearchBackend],
+        *,
+        fall_through: tuple[type[SearchError], ...] = FALLBACK_ERRORS,
     ) -> None:
         if not backends:
             raise ConfigError("a fallback chain needs at least one search provider")
@@ -783,9 +769,7 @@ class FallbackSearch:
         for backend in self.backends:
             try:
                 result = await backend.search(query, k=k)
-            except SearchError as exc:
-                if exc.kind not in self.fall_through:
-                    raise
+            except self.fall_through as exc:
                 failures.append(f"{backend.name} ({exc.kind}): {exc}")
                 log.warning("%s failed (%s); falling back", backend.name, exc.kind)
                 last = exc
@@ -794,7 +778,7 @@ class FallbackSearch:
                 log.info("%s answered after %d failed provider(s)", backend.name, len(failures))
             return result
         assert last is not None
-        raise WebSearchError(
+        raise SearchError(
             f"every search provider failed: {'; '.join(failures)}",
             kind=last.kind,
             provider=self.name,

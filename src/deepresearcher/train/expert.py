@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deepresearcher.agent.policy import Generation, SamplingParams
-from deepresearcher.errors import DataError, PolicyError
+from deepresearcher.errors import DataError, PolicyBadRequest
 from deepresearcher.protocol.base import Message, RenderedPrompt
 from deepresearcher.protocol.deepresearcher7b import BROWSE_WEBPAGE, WEB_SEARCH
 
@@ -380,9 +380,8 @@ class ExpertPolicy:
         question = str(messages[1].get("content", "")) if len(messages) > 1 else ""
         case = self.cases.get(question)
         if case is None:
-            raise PolicyError(
-                f"the expert has no record for the question {question!r:.80}", kind="bad_request"
-            )
+            raise PolicyBadRequest(
+                f"the expert has no record for the question {question!r:.80}")
         text = self.turn(case, messages)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + self._eos
         return Generation(
