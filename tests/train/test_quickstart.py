@@ -275,6 +275,53 @@ def test_settings_round_trip():
     assert data["seed"] == 3 and data["fast"] and isinstance(data["overrides"], list)
 
 
+def test_the_pretrained_base_is_the_default_with_its_own_defaults():
+    from deepresearcher.train.quickstart import (
+        PRETRAINED_OVERRIDES,
+        PRETRAINED_SFT_STEPS,
+        TINY_SFT_STEPS,
+    )
+
+    pretrained, scratch = QuickstartSettings(), QuickstartSettings(tiny="random")
+    assert pretrained.pretrained_tiny and not scratch.pretrained_tiny
+    assert pretrained.effective_sft_steps == PRETRAINED_SFT_STEPS
+    assert scratch.effective_sft_steps == TINY_SFT_STEPS
+    assert fast_settings().effective_sft_steps == PRETRAINED_SFT_STEPS // 2
+    assert QuickstartSettings(sft_steps=7).to_json()["sft_steps"] == 7
+    recipe = Quickstart("unused", pretrained).recipe()
+    for override in PRETRAINED_OVERRIDES:
+        key, value = override.split("=")
+        section, name = key.split(".")
+        assert float(getattr(getattr(recipe, section), name)) == float(value)
+    # What the user says wins.
+    mine = Quickstart("unused", QuickstartSettings(overrides=("grpo.learning_rate=3e-5",)))
+    assert mine.recipe().grpo.learning_rate == 3e-5
+    assert Quickstart("unused", scratch).recipe().agent.temperature == 1.0
+    with pytest.raises(ConfigError, match="unknown tiny model"):
+        Quickstart("unused", QuickstartSettings(tiny="huge")).recipe()
+
+
+def test_the_model_stage_writes_the_shipped_base_and_sft_refuses_a_changed_one(tiny, tmp_path):
+    from deepresearcher.models.shipped import ChecksumError, read_card, verify
+
+    out, result, _, _ = tiny
+    model = result.stages["model"].data
+    card = read_card()
+    assert model["base"] == "pretrained" and model["sha256"] == card["files"]["model.safetensors"]
+    assert verify(out / "model") == card
+    sft = result.stages["sft"].data
+    assert sft["copy_rows"] == round(0.25 * result.stages["expert"].data["episodes"])
+    # A base altered on disk is not trained on.
+    copy = tmp_path / "qs"
+    shutil.copytree(out, copy)
+    with (copy / "model" / "model.safetensors").open("r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    (copy / "stages" / "sft.json").unlink()
+    with pytest.raises(ChecksumError, match=r"model\.safetensors"):
+        Quickstart(copy, result.settings).run()
+
+
 def test_a_base_model_replaces_the_tiny_model(tiny_model_dir, tmp_path):
     """--base-model: the expert, SFT and GRPO start from it, with its own tokenizer."""
     from transformers import AutoTokenizer

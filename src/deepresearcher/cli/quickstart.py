@@ -47,10 +47,14 @@ def quickstart(
         str, typer.Option("--device", help="Where SFT, evaluation and GRPO run: cpu, cuda or auto.")
     ] = "cpu",
     sft_steps: Annotated[
-        int | None, typer.Option("--sft-steps", min=1, help="SFT warm-start steps (default 300).")
+        int | None,
+        typer.Option("--sft-steps", min=1, help="SFT warm-start steps (default 100 from the "
+                     "pretrained base, 300 from scratch or a --base-model; --fast halves them)."),
     ] = None,
     sft_lr: Annotated[
-        float | None, typer.Option("--sft-lr", min=0.0, help="SFT learning rate (default 3e-3).")
+        float | None,
+        typer.Option("--sft-lr", min=0.0, help="SFT learning rate (default 1e-3 from the "
+                     "pretrained base, 3e-3 from scratch, 1e-5 with --base-model)."),
     ] = None,
     overrides: Annotated[
         list[str] | None,
