@@ -23,9 +23,11 @@ def mean(values):
     return sum(values) / len(values)
 
 
-# The learning run: the quickstart's own settings (seed 0) with GRPO cut from 14 steps to 12.
-# GRPO must raise the reward (the format penalty of -1 is the signal) and cut held-out format
-# errors. About 8 minutes on 2 cores: marked slow (CI runs it; docs/quickstart.md has the numbers).
+# The learning run: the quickstart's own settings (seed 0, from the shipped pretrained base) with
+# GRPO cut from 14 steps to 12. The base copies names, so the SFT start answers some held-out
+# questions right (F1 well above 0; the random model scored 0.000 on every seed); GRPO must
+# raise the reward and cut rollout format errors without losing that. About 7 minutes on 2
+# cores: marked slow (CI runs it; docs/quickstart.md has the numbers).
 REDUCED_OVERRIDES = ("grpo.max_steps=12",)
 # The plumbing run of the default suite: every stage for real, with tiny budgets (~30 s).
 TINY = dict(entities=60, sft_steps=4, eval_questions=4, train_questions=8, vocab_size=2048)
@@ -60,15 +62,19 @@ def reduced(tmp_path_factory):
 @pytest.mark.timeout(1500)  # the module's fixture runs inside the test's time
 def test_reduced_quickstart_learns(reduced):
     _, result, _, _ = reduced
+    assert result.stages["model"].data["base"] == "pretrained"
     steps = result.stages["grpo"].data["steps"]
     assert len(steps) == 12
+    # Held out, greedy: the SFT start copies names into its queries and answers from the page.
+    assert result.before["f1"] > 0.1, result.before
+    assert result.before["answered_rate"] > 0.8, result.before
     rewards = [s["reward"] for s in steps]
     first, last = mean(rewards[:3]), mean(rewards[-3:])
     assert last > first + 0.05, f"GRPO did not raise the reward: {rewards}"
     errors = [s["rollout/format_error_rate"] for s in steps]
     assert mean(errors[-3:]) < mean(errors[:3]), f"rollout format errors did not fall: {errors}"
-    # And on held-out questions: fewer malformed episodes than the SFT model.
-    assert result.after["format_error_rate"] < result.before["format_error_rate"]
+    # RL keeps what SFT reached (within two of the 45 held-out questions).
+    assert result.after["f1"] > result.before["f1"] - 0.05, (result.before, result.after)
 
 
 def test_report_files_exist_and_parse(tiny):

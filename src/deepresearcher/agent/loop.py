@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 class Event:
     """Something that happened in an episode, for live display.
 
-    ``kind``: ``start``, ``generate``, ``turn`` (parsed action), ``observation``, ``end``.
+    ``kind``: ``start``, ``generate``, ``turn`` (parsed action), ``observation``, ``end`` (its
+    data holds the finished ``trajectory``).
     """
 
     kind: str
@@ -195,7 +196,7 @@ class _Episode:
             t.cost = episode_cost(self.memory)
         t.seconds = round(time.perf_counter() - started, 4)
         await self.emit("end", len(t.turns), status=t.status, answer=t.answer, error=t.error,
-                        sources=t.sources)
+                        sources=t.sources, trajectory=t)
         return t
 
     async def _loop(self) -> None:

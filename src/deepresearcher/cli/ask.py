@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,16 +88,14 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the full trajectory as JSON."),
 ) -> None:
     """Research a question: search, browse, reason, answer, live."""
-    from deepresearcher.agent.build import build_policy, build_toolbox
     from deepresearcher.agent.config import AgentConfig
-    from deepresearcher.agent.loop import Agent
+    from deepresearcher.api import Researcher
     from deepresearcher.cli.common import quiet_hf
+    from deepresearcher.tools.usage import load_prices
 
     config = AgentConfig(profile=profile, max_turns=max_turns, max_tokens_per_turn=max_tokens,
                          temperature=temperature, date=date, context_window=context_window)
-    from deepresearcher.tools.usage import load_prices
-
-    toolbox = build_toolbox(ToolSettings(
+    tools = ToolSettings(
         search=search, index=index, world=world, endpoint=endpoint, cache=cache,
         cache_mode=cache_mode, reader=reader, reader_model=reader_model,
         reader_base_url=reader_base_url, reader_api_key_env=reader_key_env,
@@ -106,28 +103,19 @@ def ask(
         max_page_bytes=max_page_bytes, fetch_timeout_s=fetch_timeout,
         extract_timeout_s=extract_timeout,
         prices=load_prices(prices) if prices is not None else None,
-    ))
+    )
     console = display.console(stderr=as_json, highlight=False)
     quiet_hf()
     with console.status("loading the model…"):
-        policy = build_policy(model, base_url=base_url, api=api,  # type: ignore[arg-type]
-                              profile=profile, tokenizer=tokenizer,
-                              context_window=context_window, device=device,
-                              timeout=timeout)
+        researcher = Researcher.from_settings(
+            model, base_url=base_url, api=api,  # type: ignore[arg-type]
+            tokenizer=tokenizer, device=device, timeout=timeout, tools=tools, config=config)
     view = LiveView(console)
-    agent = Agent(policy, toolbox, config)
-
-    async def run() -> Any:
-        try:
-            return await agent.run(question, events=view.on_event)
-        finally:
-            view.stop()
-            closer = getattr(policy, "aclose", None)
-            if closer is not None:
-                await closer()
-            await toolbox.aclose()
-
-    trajectory = asyncio.run(run())
+    try:
+        trajectory = researcher.run(question, on_event=view.on_event)
+    finally:
+        view.stop()
+        researcher.close()
     if as_json:
         sys.stdout.write(display.inert_json(trajectory.model_dump_json(indent=2)) + "\n")
     else:
