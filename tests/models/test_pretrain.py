@@ -338,8 +338,17 @@ def test_other_settings_refuse_to_resume(reference, tmp_path):
         settings_with(["probe_seed=1000001"])
 
 
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """Python's own SIGINT handler for the test: a test run started in the background inherits
+    SIGINT ignored, and a Ctrl-C sent to it would then never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one(
-        reference, tmp_path):
+        reference, tmp_path, ctrl_c_reaches_python):
     out = tmp_path / "run"
     events: list[tuple[str, dict[str, Any]]] = []
 

@@ -202,12 +202,20 @@ def test_parse_never_raises(text):
 _tag_free = st.text(st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)))
 
 
+def _no_turn_end(text: str) -> bool:
+    # The test cuts the rendered turn at its first <|im_end|> and the parser the call at its
+    # first </tool_call>: an argument holding either literal cannot round-trip through this cut.
+    return "<|im_end|>" not in text and "</tool_call>" not in text
+
+
+_argument = st.text(st.characters(blacklist_categories=("Cs",))).filter(_no_turn_end)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     think=_tag_free,
-    queries=st.lists(st.text(st.characters(blacklist_categories=("Cs",))), max_size=5),
-    urls=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1),
-                  min_size=1, max_size=4),
+    queries=st.lists(_argument, max_size=5),
+    urls=st.lists(_argument.filter(bool), min_size=1, max_size=4),
     search=st.booleans(),
 )
 def test_render_then_parse_round_trips_tool_calls(qwen_template_tokenizer, think, queries, urls,

@@ -15,6 +15,7 @@ from typing import Any
 from deepresearcher.agent.config import AgentConfig
 from deepresearcher.agent.policy import Policy, SamplingParams
 from deepresearcher.agent.toolbox import Toolbox
+from deepresearcher.agent.tools import BrowseTool, SearchTool, Tool, ToolContext
 from deepresearcher.agent.trajectory import (
     ActionRecord,
     Tokens,
@@ -22,7 +23,13 @@ from deepresearcher.agent.trajectory import (
     Trajectory,
     Turn,
 )
-from deepresearcher.errors import ContextOverflowError, DeepResearcherError, PolicyError, error_kind
+from deepresearcher.errors import (
+    ConfigError,
+    ContextOverflowError,
+    DeepResearcherError,
+    PolicyError,
+    error_kind,
+)
 from deepresearcher.protocol import ProfileSettings, get_profile
 from deepresearcher.protocol.base import Answer, FormatError, Message, PromptProfile, ToolCall
 from deepresearcher.protocol.masking import assistant_spans, mask_from_offsets
@@ -78,8 +85,10 @@ def paper_episode_reward(trajectory: Trajectory) -> float:
 class Agent:
     """Joins a policy, a prompt profile and a toolbox into episodes.
 
-    ``reward`` scores each finished episode that has golds, once, into ``Trajectory.reward``
-    (default: the paper's reward; training passes the configured one).
+    ``tools`` are registered beside the built-in search and browse (which run on ``toolbox``);
+    a turn's tool call is dispatched by name through ``self.tools``. ``reward`` scores each
+    finished episode that has golds, once, into ``Trajectory.reward`` (default: the paper's
+    reward; training passes the configured one).
     """
 
     def __init__(
@@ -90,6 +99,7 @@ class Agent:
         *,
         profile: PromptProfile | None = None,
         reward: EpisodeReward | None = None,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self.policy = policy
         self.toolbox = toolbox
@@ -99,8 +109,10 @@ class Agent:
         self.profile = profile or get_profile(
             self.config.profile,
             ProfileSettings(date=self.date, max_queries=self.config.max_queries,
-                            max_results=self.config.search_k),
+                            max_results=self.config.search_k,
+                            tools=tuple(tool.schema for tool in tools)),
         )
+        self.tools = _registry(self.profile, toolbox, tools)
         self.context_window = self.config.context_window or policy.context_window
 
     async def run(self, task: Task | str, *, events: EventSink | None = None) -> Trajectory:
@@ -137,9 +149,30 @@ class Agent:
         cfg = self.config.model_dump()
         cfg["date"] = self.date
         cfg["context_window"] = self.context_window
-        cfg["search"] = getattr(self.toolbox.search_backend, "name", None)
+        cfg["search"] = self.toolbox.search_backend.name
         cfg["reader"] = type(self.toolbox.reader).__name__
         return cfg
+
+
+def _registry(profile: PromptProfile, toolbox: Toolbox, extra: Sequence[Tool]) -> dict[str, Tool]:
+    """The tools by name: the built-in search and browse under the profile's names, then
+    ``extra``, each of which the profile must know (its parser rejects other names)."""
+    tools: dict[str, Tool] = {
+        profile.search_tool: SearchTool(toolbox, profile.search_tool),
+        profile.browse_tool: BrowseTool(toolbox, profile.browse_tool),
+    }
+    for tool in extra:
+        if tool.name in tools:
+            raise ConfigError(f"tool {tool.name!r} is registered twice",
+                              hint="give each tool its own name")
+        if tool.name not in profile.tool_names:
+            raise ConfigError(
+                f"the {profile.name} profile was built without tool {tool.name!r}",
+                hint="build it with ProfileSettings(tools=(tool.schema, ...)), or let the Agent "
+                     "build the profile",
+            )
+        tools[tool.name] = tool
+    return tools
 
 
 class _Episode:
@@ -160,10 +193,12 @@ class _Episode:
             group=task.group,
             rollout=task.rollout,
             profile=self.profile.name,
-            model=getattr(self.policy, "name", type(self.policy).__name__),
+            model=self.policy.name,
             settings=agent.settings(),
             started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
+        self.tool_context = ToolContext(task.question, self.profile, self.memory,
+                                        self.trajectory.usage)
 
     async def emit(self, kind: str, turn: int, **data: Any) -> None:
         if self.events is None:
@@ -191,9 +226,7 @@ class _Episode:
             self._score()
         if self.config.record_tokens:
             t.tokens = self._tokens()
-        episode_cost = getattr(self.agent.toolbox, "episode_cost", None)
-        if episode_cost is not None:
-            t.cost = episode_cost(self.memory)
+        t.cost = self.agent.toolbox.episode_cost(self.memory)
         t.seconds = round(time.perf_counter() - started, 4)
         await self.emit("end", len(t.turns), status=t.status, answer=t.answer, error=t.error,
                         sources=t.sources, trajectory=t)
@@ -201,7 +234,7 @@ class _Episode:
 
     async def _loop(self) -> None:
         t = self.trajectory
-        template = getattr(self.policy, "tokenizer", None)
+        template = self.policy.tokenizer
         for index in range(self.config.max_turns):
             prompt = self.profile.render(self.messages, template)
             budget = self._turn_budget(prompt.text, prompt.messages)
@@ -245,6 +278,13 @@ class _Episode:
                 t.status, t.error = "format_error", action.reason
                 return
             assert isinstance(action, ToolCall)
+            if action.name not in self.agent.tools:
+                # The profile parsed a call the agent has no tool for (a profile built with
+                # other tools): as an unknown name in the parser, the episode ends here.
+                self.messages.append({"role": "assistant", "content": text})
+                t.status, t.error = "format_error", (
+                    f"unknown tool {action.name!r} (registered: {', '.join(self.agent.tools)})")
+                return
             if index == self.config.max_turns - 1:
                 # No turn is left to read the result: record the call, skip the tool.
                 self.messages.append(self.profile.turn_messages(action, "")[0])
@@ -270,39 +310,25 @@ class _Episode:
         return None
 
     async def _act(self, action: ToolCall) -> tuple[str, ToolRecord]:
-        t = self.trajectory
-        toolbox = self.agent.toolbox
-        queries_of = getattr(self.profile, "queries", None)
-        urls_of = getattr(self.profile, "urls", None)
-        if action.name == getattr(self.profile, "search_tool", "web_search"):
-            queries = queries_of(action) if queries_of else list(action.arguments.get("query", []))
-            outcome = await toolbox.search(queries, self.memory)
-            t.usage.search_calls += 1
-            t.usage.queries += len(queries)
-            record = ToolRecord(name=action.name, queries=queries, error=outcome.error,
-                                hits=sum(len(r.hits) for r in outcome.results),
-                                seconds=round(outcome.seconds, 4))
-            if outcome.error:
-                return self.profile.format_failure(), record
-            return self.profile.format_search(outcome.results), record
-        urls = urls_of(action) if urls_of else list(action.arguments.get("url_list", []))
-        browse = await toolbox.browse(urls, self.task.question, self.memory,
-                                      per_occurrence=self.profile.browse_layout == "per_occurrence")
-        t.usage.browse_calls += 1
-        t.usage.pages_read += len({r.url for r in browse.results if r.error is None})
-        record = ToolRecord(name=action.name, urls=urls, refused_urls=browse.refused,
-                            failed_urls=browse.failed, error=browse.error,
-                            extracts=sum(len(r.information) for r in browse.results),
-                            seconds=round(browse.seconds, 4))
-        if browse.error:
+        """Run the call's tool from the registry: its observation and its record."""
+        tool = self.agent.tools[action.name]
+        started = time.perf_counter()
+        try:
+            output = await tool.run(action.arguments, self.tool_context)
+        except Exception as exc:  # a tool that raised: this call fails, not the episode
+            if not isinstance(exc, DeepResearcherError):
+                logger.exception("tool %s failed unexpectedly", action.name)
+            record = ToolRecord(name=action.name, arguments=action.arguments,
+                                error=f"{type(exc).__name__}: {exc}",
+                                seconds=round(time.perf_counter() - started, 4))
             return self.profile.format_failure(), record
-        return self.profile.format_browse(browse.results), record
+        return output.observation, output.record
 
     def _sources(self) -> list[str]:
         """URLs whose pages gave the episode extracts, in the order they were first read."""
         seen: dict[str, None] = {}
         for turn in self.trajectory.turns:
-            if turn.tool is None or turn.tool.name != self.profile.browse_tool:  # type: ignore[attr-defined]
+            if turn.tool is None or turn.tool.name != self.profile.browse_tool:
                 continue
             for url in turn.tool.urls:
                 if url not in turn.tool.refused_urls and url not in turn.tool.failed_urls:
@@ -328,7 +354,7 @@ class _Episode:
         initial prompt, tool turns re-rendered from the parsed calls, and a final answer (or
         malformed) turn as sampled after its rendered prompt; an episode that ended otherwise
         re-rendered whole with the generation prompt. None when the profile renders no text."""
-        template = getattr(self.policy, "tokenizer", None)
+        template = self.policy.tokenizer
         try:
             initial = self.profile.render(self.messages[:2], template)
             if initial.text is None:
@@ -348,7 +374,7 @@ class _Episode:
         return text[start:]
 
     def _tokens(self) -> Tokens | None:
-        tokenizer = getattr(self.policy, "tokenizer", None)
+        tokenizer = self.policy.tokenizer
         if tokenizer is None or not hasattr(tokenizer, "apply_chat_template"):
             return None
         turns = self.trajectory.turns

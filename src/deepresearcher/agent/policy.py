@@ -59,8 +59,11 @@ class Generation:
 class Policy(Protocol):
     """A model that produces one assistant turn at a time.
 
-    ``tokenizer`` is the model's Hugging Face tokenizer when known (it renders prompts with the
-    model's own chat template and counts tokens), else None. ``context_window`` is in tokens.
+    Everything the episode loop uses of a policy is declared here. ``name`` goes into each
+    trajectory's ``model``. ``tokenizer`` is optional: the model's Hugging Face tokenizer when
+    known (profiles render prompts with its chat template; episodes record token ids with it),
+    else None (a chat-API policy; text-rendering profiles then cannot be used). ``context_window``
+    is in tokens. ``aclose`` releases the backend's connections or engine.
     """
 
     name: str

@@ -45,11 +45,19 @@ class ActionRecord(BaseModel):
 
 
 class ToolRecord(BaseModel):
-    """What the toolbox did for a tool call."""
+    """What a tool did for a call: any tool fills ``name``, ``arguments``, ``error``, ``seconds``
+    and may put its own counts in ``details``; the observation is the turn's ``observation``.
+
+    ``queries`` to ``extracts`` are what the built-in search and browse tools record (kept as
+    fields: readers of older files and reports use them).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    # Absent from files written before tools were registered by name.
+    arguments: dict[str, Any] | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
     queries: list[str] = Field(default_factory=list)
     urls: list[str] = Field(default_factory=list)
     refused_urls: list[str] = Field(default_factory=list)

@@ -61,12 +61,23 @@ class ChatTemplate(Protocol):
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """Settings of a profile that change what the model sees."""
+    """Settings of a profile that change what the model sees.
+
+    ``tools`` are the schemas (OpenAI function format, ``{"type": "function", "function": {"name",
+    "description", "parameters"}}``) of tools registered beside the built-in search and browse:
+    the profile lists them after its own two and its parser accepts calls to them.
+    """
 
     date: str  # YYYY-MM-DD, injected into the system prompt; a setting, so runs are reproducible
     max_queries: int = 3
     max_results: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+def tool_name(schema: dict[str, Any]) -> str:
+    """The name in a tool schema (OpenAI function format, or a bare function)."""
+    return str(schema.get("function", schema)["name"])
 
 
 # How a browse observation is laid out: one entry per requested URL in request order, or the
@@ -76,10 +87,24 @@ BrowseLayout = Literal["per_url", "per_occurrence"]
 
 @runtime_checkable
 class PromptProfile(Protocol):
-    """Renders a conversation for one model family and parses its turns."""
+    """Renders a conversation for one model family and parses its turns.
+
+    Everything the episode loop uses of a profile is declared here. ``search_tool`` and
+    ``browse_tool`` name the two built-in tools in this profile's format; ``tool_names`` are all
+    the tool names its parser accepts (the built-in two, then those of ``settings.tools``).
+    ``queries`` and ``urls`` read a search or browse call's arguments as this profile defines them
+    (the query cap, strings coerced). ``format_search``/``format_browse`` render the built-in
+    tools' observations; ``format_failure`` is the observation of a failed tool call.
+    """
 
     name: str
+    settings: ProfileSettings
     browse_layout: BrowseLayout
+    search_tool: str
+    browse_tool: str
+
+    @property
+    def tool_names(self) -> tuple[str, ...]: ...
 
     def initial_messages(self, question: str) -> list[Message]: ...
 
@@ -90,6 +115,10 @@ class PromptProfile(Protocol):
     def parse(self, text: str, tool_calls: list[dict[str, Any]] | None = None) -> Action: ...
 
     def turn_messages(self, action: ToolCall, observation: str) -> list[Message]: ...
+
+    def queries(self, action: ToolCall) -> list[str]: ...
+
+    def urls(self, action: ToolCall) -> list[str]: ...
 
     def format_search(self, results: list[SearchResult]) -> str: ...
 

@@ -5,6 +5,9 @@ Same tags, same tool-call JSON, same observation payloads and the same forced ``
 system message is a few lines and the chat template's tool block is left out. For small models
 trained from scratch, where the ~630-token system prompt of the released checkpoint would dominate
 every training row (the CPU quickstart uses it); never for GAIR/DeepResearcher-7b itself.
+
+Tools registered beside search and browse (``ProfileSettings.tools``) go in the chat template's
+tool block, which is otherwise left out.
 """
 
 from __future__ import annotations
@@ -36,12 +39,19 @@ class CompactProfile(DeepResearcher7BProfile):
         ]
 
     def tools(self) -> list[dict[str, Any]]:
-        return []
+        """Only the tools registered beside search and browse (those two are in the prompt)."""
+        return list(self.settings.tools)
 
     def render(self, messages: list[Message], template: ChatTemplate | None) -> RenderedPrompt:
         if template is None:
             raise ValueError("the compact profile renders through the model's chat template; "
                              "pass the tokenizer")
-        text = template.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return RenderedPrompt(text=text + THINK_PREFIX, messages=messages, tools=[],
+        tools = self.tools()
+        if tools:
+            text = template.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
+                                                tokenize=False)
+        else:
+            text = template.apply_chat_template(messages, add_generation_prompt=True,
+                                                tokenize=False)
+        return RenderedPrompt(text=text + THINK_PREFIX, messages=messages, tools=tools,
                               prefix=THINK_PREFIX)

@@ -2,6 +2,11 @@
 
 Every string constant here is an interface constant of that checkpoint (see PROTOCOL.md); a change of
 one byte changes what the model sees. Golden tests pin them.
+
+The checkpoint knows two tools, ``web_search`` and ``browse_webpage``. Tools registered beside them
+(``ProfileSettings.tools``) are listed after those two in the chat template's tool block and their
+calls are parsed; the system prompt still speaks of two tools, so such a run is no longer the
+paper's exact format.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from deepresearcher.protocol.base import (
     ProfileSettings,
     RenderedPrompt,
     ToolCall,
+    tool_name,
 )
 from deepresearcher.types import BrowseResult, SearchResult
 
@@ -142,8 +148,11 @@ def _between(text: str, open_tag: str, close_tag: str) -> str | None:
     return text[start:end]
 
 
-def parse_turn(text: str) -> Action:
-    """Parse one assistant turn (forced ``<think>`` included) by PROTOCOL.md §4. Never raises."""
+def parse_turn(text: str, extra_tools: tuple[str, ...] = ()) -> Action:
+    """Parse one assistant turn (forced ``<think>`` included) by PROTOCOL.md §4. Never raises.
+
+    ``extra_tools``: names of registered tools accepted beside the two built-in ones.
+    """
     if not isinstance(text, str):
         return FormatError("turn is not text")
     has_think = "<think>" in text
@@ -162,13 +171,13 @@ def parse_turn(text: str) -> Action:
         raw = _between(text, "<tool_call>", "</tool_call>")
         if raw is None:
             return FormatError("<tool_call> without a closing </tool_call>")
-        return _parse_call(raw, think)
+        return _parse_call(raw, think, extra_tools)
     if not has_think:
         return FormatError("no <think> block")
     return FormatError("neither <answer> nor <tool_call> in the turn")
 
 
-def _parse_call(raw: str, think: str) -> Action:
+def _parse_call(raw: str, think: str, extra_tools: tuple[str, ...] = ()) -> Action:
     try:
         call = json.loads(raw.strip())
     except (ValueError, RecursionError) as exc:
@@ -177,10 +186,12 @@ def _parse_call(raw: str, think: str) -> Action:
         return FormatError("tool call is not a JSON object")
     name = call.get("name")
     arguments = call.get("arguments")
-    if name not in (WEB_SEARCH, BROWSE_WEBPAGE):
+    if name not in (WEB_SEARCH, BROWSE_WEBPAGE, *extra_tools):
         return FormatError(f"unknown tool {name!r}")
     if not isinstance(arguments, dict):
         return FormatError("tool call has no 'arguments' object")
+    if name in extra_tools:
+        return ToolCall(name=name, arguments=arguments, think=think)
     if name == WEB_SEARCH:
         query = arguments.get("query")
         if not isinstance(query, list):
@@ -244,12 +255,16 @@ class DeepResearcher7BProfile:
     name = "deepresearcher-7b"
     # The original's reader (PROTOCOL.md §5): an entry per search-result occurrence, search order.
     browse_layout: BrowseLayout = "per_occurrence"
-    tool_names = (WEB_SEARCH, BROWSE_WEBPAGE)
     search_tool = WEB_SEARCH
     browse_tool = BROWSE_WEBPAGE
 
     def __init__(self, settings: ProfileSettings) -> None:
         self.settings = settings
+        self._extra_tools = tuple(tool_name(schema) for schema in settings.tools)
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return (WEB_SEARCH, BROWSE_WEBPAGE, *self._extra_tools)
 
     def initial_messages(self, question: str) -> list[Message]:
         return [
@@ -258,7 +273,8 @@ class DeepResearcher7BProfile:
         ]
 
     def tools(self) -> list[dict[str, Any]]:
-        return TOOLS
+        """The paper's two tools, then any registered beside them."""
+        return [*TOOLS, *self.settings.tools] if self.settings.tools else TOOLS
 
     def render(self, messages: list[Message], template: ChatTemplate | None) -> RenderedPrompt:
         if template is None:
@@ -266,16 +282,17 @@ class DeepResearcher7BProfile:
                 "the deepresearcher-7b profile renders through the model's chat template; "
                 "pass the tokenizer"
             )
+        tools = self.tools()
         text = template.apply_chat_template(
-            messages, tools=TOOLS, add_generation_prompt=True, tokenize=False
+            messages, tools=tools, add_generation_prompt=True, tokenize=False
         )
         return RenderedPrompt(
-            text=text + THINK_PREFIX, messages=messages, tools=TOOLS, prefix=THINK_PREFIX
+            text=text + THINK_PREFIX, messages=messages, tools=tools, prefix=THINK_PREFIX
         )
 
     def parse(self, text: str, tool_calls: list[dict[str, Any]] | None = None) -> Action:
         """Parse the assistant turn; ``text`` includes the forced ``<think>`` prefix."""
-        return parse_turn(text)
+        return parse_turn(text, self._extra_tools)
 
     def turn_messages(self, action: ToolCall, observation: str) -> list[Message]:
         """The two messages that write a tool turn back (PROTOCOL.md §5)."""

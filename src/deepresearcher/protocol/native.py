@@ -22,6 +22,7 @@ from deepresearcher.protocol.base import (
     ProfileSettings,
     RenderedPrompt,
     ToolCall,
+    tool_name,
 )
 from deepresearcher.protocol.deepresearcher7b import (
     BROWSE_WEBPAGE,
@@ -88,16 +89,18 @@ _TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
-def _call_from(name: Any, arguments: Any, think: str) -> Action:
+def _call_from(name: Any, arguments: Any, think: str, extra_tools: tuple[str, ...] = ()) -> Action:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except (ValueError, RecursionError) as exc:
             return FormatError(f"tool call arguments are not valid JSON: {exc}")
-    if name not in (WEB_SEARCH, BROWSE_WEBPAGE):
+    if name not in (WEB_SEARCH, BROWSE_WEBPAGE, *extra_tools):
         return FormatError(f"unknown tool {name!r}")
     if not isinstance(arguments, dict):
         return FormatError("tool call arguments are not an object")
+    if name in extra_tools:
+        return ToolCall(name=name, arguments=arguments, think=think)
     if name == WEB_SEARCH:
         query = arguments.get("query")
         if isinstance(query, str):  # a common slip of chat models: one query as a string
@@ -118,12 +121,16 @@ class NativeToolsProfile:
 
     name = "native-tools"
     browse_layout: BrowseLayout = "per_url"
-    tool_names = (WEB_SEARCH, BROWSE_WEBPAGE)
     search_tool = WEB_SEARCH
     browse_tool = BROWSE_WEBPAGE
 
     def __init__(self, settings: ProfileSettings) -> None:
         self.settings = settings
+        self._extra_tools = tuple(tool_name(schema) for schema in settings.tools)
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return (WEB_SEARCH, BROWSE_WEBPAGE, *self._extra_tools)
 
     def initial_messages(self, question: str) -> list[Message]:
         system = SYSTEM_PROMPT_TEMPLATE.format(
@@ -132,15 +139,17 @@ class NativeToolsProfile:
         return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
     def tools(self) -> list[dict[str, Any]]:
-        return TOOLS
+        """Search and browse, then the tools registered beside them."""
+        return [*TOOLS, *self.settings.tools] if self.settings.tools else TOOLS
 
     def render(self, messages: list[Message], template: ChatTemplate | None) -> RenderedPrompt:
+        tools = self.tools()
         text = None
         if template is not None:
             text = template.apply_chat_template(
-                messages, tools=TOOLS, add_generation_prompt=True, tokenize=False
+                messages, tools=tools, add_generation_prompt=True, tokenize=False
             )
-        return RenderedPrompt(text=text, messages=_for_chat_api(messages), tools=TOOLS)
+        return RenderedPrompt(text=text, messages=_for_chat_api(messages), tools=tools)
 
     def parse(self, text: str, tool_calls: list[dict[str, Any]] | None = None) -> Action:
         text = text if isinstance(text, str) else ""
@@ -149,7 +158,8 @@ class NativeToolsProfile:
         if tool_calls:
             first = tool_calls[0]
             fn = first.get("function", first) if isinstance(first, dict) else {}
-            return _call_from(fn.get("name"), fn.get("arguments"), think or visible.strip())
+            return _call_from(fn.get("name"), fn.get("arguments"), think or visible.strip(),
+                              self._extra_tools)
         match = _TOOL_CALL.search(visible)
         if match:
             try:
@@ -159,7 +169,8 @@ class NativeToolsProfile:
             if not isinstance(call, dict):
                 return FormatError("tool call is not a JSON object")
             prose = visible[: match.start()].strip()
-            return _call_from(call.get("name"), call.get("arguments"), think or prose)
+            return _call_from(call.get("name"), call.get("arguments"), think or prose,
+                              self._extra_tools)
         answer = _ANSWER.search(visible)
         if answer:
             return Answer(answer=answer.group(1).strip(), think=think)

@@ -614,17 +614,13 @@ class Quickstart:
         return self._evaluate(self.sft_dir, "eval_before")
 
     def _run_grpo(self) -> dict[str, Any]:
-        from deepresearcher.train.grpo import build_trainer, quiet_trainer, step_callback
-        from deepresearcher.train.recipes import dump_recipe
+        from deepresearcher.train.grpo import run_grpo
 
         recipe = self.recipe()
         if self.grpo_dir.exists():
             shutil.rmtree(self.grpo_dir)
-        self.grpo_dir.mkdir(parents=True)
-        (self.grpo_dir / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
         _seed_everything(self.settings.seed)
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-        trainer, _ = build_trainer(recipe)
         steps: list[dict[str, Any]] = []
         sink = self.on_event
         total = recipe.grpo.max_steps
@@ -636,15 +632,10 @@ class Quickstart:
             steps.append(row)
             sink("grpo_step", {**row, "total": total})
 
-        trainer.add_callback(step_callback(on_step))
-        quiet_trainer(trainer)  # the caller draws its own progress
-        trainer.train()
-        trainer.save_model(str(self.grpo_dir / "final"))
-        trainer.processing_class.save_pretrained(str(self.grpo_dir / "final"))
-        with (self.grpo_dir / "log_history.jsonl").open("w", encoding="utf-8") as fh:
-            for entry in trainer.state.log_history:
-                fh.write(json.dumps(entry) + "\n")
-        return {"steps": steps, "global_step": int(trainer.state.global_step)}
+        # The same training as `deepresearcher train` (recipe.yaml, final/, log_history.jsonl);
+        # the stage reruns whole, so it never resumes from a checkpoint of an earlier run.
+        result = run_grpo(recipe, resume=False, on_step=on_step)
+        return {"steps": steps, "global_step": result.global_step}
 
     def _run_eval_after(self) -> dict[str, Any]:
         return self._evaluate(self.grpo_dir / "final", "eval_after")
