@@ -30,6 +30,7 @@ from deepresearcher.errors import (
     PolicyError,
     error_kind,
 )
+from deepresearcher.interrupt import raise_if_interrupted
 from deepresearcher.protocol import ProfileSettings, get_profile
 from deepresearcher.protocol.base import Answer, FormatError, Message, PromptProfile, ToolCall
 from deepresearcher.protocol.masking import assistant_spans, mask_from_offsets
@@ -236,6 +237,7 @@ class _Episode:
         t = self.trajectory
         template = self.policy.tokenizer
         for index in range(self.config.max_turns):
+            raise_if_interrupted()  # a Ctrl-C dropped in a finalizer stops here
             prompt = self.profile.render(self.messages, template)
             budget = self._turn_budget(prompt.text, prompt.messages)
             if budget is None:

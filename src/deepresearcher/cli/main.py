@@ -19,6 +19,7 @@ from deepresearcher.cli.display import (
     show_warning,
 )
 from deepresearcher.errors import DeepResearcherError
+from deepresearcher.interrupt import ctrl_c_guard
 
 app = typer.Typer(
     name="deepresearcher",
@@ -91,7 +92,8 @@ def main() -> None:
     inert_logging()
     try:
         # With standalone_mode=False click returns a command's exit code instead of exiting.
-        code = app(standalone_mode=False)
+        with ctrl_c_guard():
+            code = app(standalone_mode=False)
     except DeepResearcherError as exc:
         print_error(exc, exc.hint)
         sys.exit(2)

@@ -68,6 +68,23 @@ def step_callback(sink: StepSink) -> Any:
     return StepCallback()
 
 
+def interrupt_callback() -> Any:
+    """A ``TrainerCallback`` that stops training on a Ctrl-C that was dropped on its way (one
+    that landed in a finalizer: :mod:`deepresearcher.interrupt`), at the next step boundary."""
+    from transformers import TrainerCallback
+
+    from deepresearcher.interrupt import raise_if_interrupted
+
+    class InterruptCheck(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            raise_if_interrupted()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            raise_if_interrupted()
+
+    return InterruptCheck()
+
+
 def quiet_trainer(trainer: Any) -> None:
     """Remove transformers' tqdm bar and log-dict printer (a caller with its own progress)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -320,7 +337,7 @@ def build_trainer(recipe: Recipe) -> tuple[Any, Any]:
     # The rollout scores each episode once; TRL's reward function hands it those rewards.
     trainer = GRPOTrainer(model=recipe.model, reward_funcs=[rollout.reward_func()], args=args,
                           train_dataset=train, eval_dataset=dev, processing_class=tokenizer,
-                          rollout_func=rollout)
+                          rollout_func=rollout, callbacks=[interrupt_callback()])
     check_generation_backend(trainer, use_vllm=recipe.backend.use_vllm)
     seed_each_epoch(trainer)
     return trainer, rollout

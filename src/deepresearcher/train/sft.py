@@ -246,6 +246,7 @@ def build_sft_trainer(
     """
     from deepresearcher.agent.policy import import_torch, load_tokenizer, resolve_model_name
     from deepresearcher.agent.policy_hf import resolve_device
+    from deepresearcher.train.grpo import interrupt_callback
 
     torch = import_torch()
     try:
@@ -331,7 +332,7 @@ def build_sft_trainer(
         args=config,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, interrupt_callback()],
     )
     return trainer, stats
 
