@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import ssl
 import time
@@ -34,10 +33,25 @@ from deepresearcher.errors import (
     PolicyUnreachable,
 )
 from deepresearcher.protocol.base import RenderedPrompt
-from deepresearcher.tools.http import BodyError, parse_retry_after, reply_limit, send_bounded
+from deepresearcher.tools.http import (
+    BodyError,
+    Retry,
+    parse_retry_after,
+    reply_limit,
+    send_bounded,
+    with_retries,
+)
 
 # Statuses worth another try: rate limits and transient server trouble.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class _RetryableReply(Exception):
+    """A reply with one of ``RETRY_STATUSES``, while retries are left."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
 
 # How servers word "prompt + max_tokens does not fit": vLLM (old and new wording), OpenAI, SGLang,
 # llama.cpp. Matched case-insensitively against the error message of a 400.
@@ -105,6 +119,9 @@ class _OpenAIPolicy:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        # A server's Retry-After is honored up to max_backoff_s, so no retry is refused for it.
+        self.retry = Retry(retries=max_retries, backoff_s=backoff_s,
+                           max_backoff_s=max_backoff_s, max_wait_s=max_backoff_s)
         self.max_connections = max_connections
         self.extra_body = dict(extra_body or {})
         self._api_key = os.environ.get(api_key_env) or None
@@ -217,29 +234,31 @@ class _OpenAIPolicy:
             hint="is --base-url an OpenAI-compatible API (ending in /v1)?",
         )
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        if response is not None:
-            after = parse_retry_after(response.headers.get("retry-after"))
+    def _wait_asked(self, exc: BaseException) -> float | None:
+        """The wait a retryable reply asks for (``Retry-After``), at most ``max_backoff_s``."""
+        if isinstance(exc, _RetryableReply):
+            after = parse_retry_after(exc.response.headers.get("retry-after"))
             if after is not None:
                 return min(after, self.max_backoff_s)
-        # Full jitter spreads the retries of many concurrent episodes over the window.
-        window = min(self.max_backoff_s, self.backoff_s * (2**attempt))
-        return random.uniform(window / 2, window)
+        return None
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                        *, limit: int = MODELS_REPLY_BYTES) -> Any:
         """Send one request with bounded retries; the parsed JSON reply or a typed error.
 
+        Retries go through the one retry path of every HTTP client here
+        (:func:`~deepresearcher.tools.http.with_retries`): a refused or dropped connection, no
+        free connection in time, and the statuses of ``RETRY_STATUSES`` are tried again, with
+        jittered exponential backoff that honors ``Retry-After`` (up to ``max_backoff_s``); a
+        timeout is not (a generation that took the whole timeout would likely do so again).
         At most ``limit`` bytes of the reply are read (decoded); a longer reply is the server's
         error. ``timeout`` bounds each attempt whole, the reply's body included.
         """
         client = self._http()
         shard = self._clients.index(client)
         url = f"{self.base_url}{path}"
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
+
+        async def attempt() -> httpx.Response:
             try:
                 self._in_flight[shard] += 1
                 try:
@@ -251,12 +270,8 @@ class _OpenAIPolicy:
                     if shard < len(self._clients) and self._clients[shard] is client:
                         self._in_flight[shard] -= 1
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Refused, or no connection in time (none free in the pool): nothing was generated
-                # yet, so the request is sent again.
-                if attempt < self.max_retries:
-                    await asyncio.sleep(self._delay(attempt, None))
-                    attempt += 1
-                    continue
+                # Refused, or no connection in time (none free in the pool): nothing was
+                # generated yet, so the request may be sent again.
                 detail = (_cause(exc) if isinstance(exc, httpx.ConnectError)
                           else f"no connection in time ({type(exc).__name__})")
                 raise PolicyUnreachable(
@@ -264,7 +279,6 @@ class _OpenAIPolicy:
                     hint=UNREACHABLE_HINT,
                 ) from exc
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                # Not retried: a generation that took the whole timeout would likely do so again.
                 raise PolicyTimeout(
                     f"no reply from {url} within {self.timeout:g} s ({type(exc).__name__})",
                     hint="raise the policy server's timeout (--timeout), or lower max tokens per "
@@ -273,25 +287,28 @@ class _OpenAIPolicy:
             except BodyError as exc:
                 raise self._bad_response(path, f"{exc} (asked for {_asked(body)})") from exc
             except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    await asyncio.sleep(self._delay(attempt, None))
-                    attempt += 1
-                    continue
                 raise PolicyUnreachable(
                     self._redact(f"connection to {self.base_url} failed: {_cause(exc)}"),
                     hint=UNREACHABLE_HINT,
                 ) from exc
-            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, response))
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise await self._http_error(path, response)
-            try:
-                return response.json()
-            except ValueError as exc:
-                snippet = response.text[:200]
-                raise self._bad_response(path, f"not JSON: {snippet!r}") from exc
+            if response.status_code in RETRY_STATUSES:
+                raise _RetryableReply(response)
+            return response
+
+        try:
+            response = await with_retries(
+                attempt, self.retry,
+                should_retry=lambda exc: isinstance(exc, PolicyUnreachable | _RetryableReply),
+                wait_asked=self._wait_asked, label=f"{method} {self._redact(url)}")
+        except _RetryableReply as exc:
+            response = exc.response  # the retries are spent: its typed error below
+        if response.status_code >= 400:
+            raise await self._http_error(path, response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            snippet = response.text[:200]
+            raise self._bad_response(path, f"not JSON: {snippet!r}") from exc
 
     async def _http_error(self, path: str, response: httpx.Response) -> PolicyError:
         """The typed error for a failed reply."""
