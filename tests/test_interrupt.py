@@ -50,7 +50,13 @@ def test_a_noted_interrupt_is_not_raised_again(sigint_reaches_python):
     with ctrl_c_guard():
         CtrlCInFinalizer()
         interrupt_noted()
-        raise_if_interrupted()
+        try:
+            raise_if_interrupted()
+        except KeyboardInterrupt:
+            pytest.fail("a Ctrl-C the caller noted was raised again")
+        CtrlCInFinalizer()  # a new one after that is raised
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
 
 
 def test_an_ignored_sigint_stays_ignored():

@@ -88,6 +88,9 @@ def test_a_card_naming_a_file_outside_its_folder_is_refused(tmp_path):
     (out / "card.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ChecksumError, match="outside its folder"):
         read_card(out)
+    (out / "card.json").write_bytes(b" " * (2 << 20))
+    with pytest.raises(ChecksumError, match="larger than a model card"):
+        read_card(out)
     (out / "card.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ChecksumError, match="not a readable model card"):
         verify(out)

@@ -22,6 +22,7 @@ from deepresearcher.eval.data import file_sha256
 SHIPPED_DIR = Path(__file__).resolve().parent / "tiny_base"
 CARD = "card.json"
 README = "README.md"
+MAX_CARD_BYTES = 1 << 20  # a card is a few KiB; a folder given by a user may hold anything
 
 
 class ChecksumError(DataError):
@@ -36,6 +37,9 @@ def read_card(folder: Path | str = SHIPPED_DIR) -> dict[str, Any]:
     """The card of a pretrained base (``card.json`` in ``folder``), checked for its file list."""
     path = Path(folder) / CARD
     try:
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise ChecksumError(f"{path} is larger than a model card ({MAX_CARD_BYTES:,} bytes "
+                                "at most)", path=path)
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ChecksumError(f"{path} is missing", path=path,
